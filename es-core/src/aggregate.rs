@@ -1,0 +1,154 @@
+//! Aggregates: state rebuilt from events, and the root that tracks what is not yet saved.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::event::EventSet;
+use crate::types::{StreamId, Version};
+
+/// Applies one event type to an aggregate's state. Implement it once per event the aggregate
+/// lists; `#[derive(Aggregate)]` dispatches to these impls.
+///
+/// Applying must not fail: the event already happened. Checks belong in commands.
+pub trait Apply<E> {
+    /// Changes the state to reflect `event`.
+    fn apply(&mut self, event: &E);
+}
+
+/// The state of one consistency boundary, rebuilt by applying its events in order.
+///
+/// Derive it with `#[derive(Aggregate)]` and
+/// `#[aggregate(name = "order", events(A, B, ...), snapshot_every = 100)]`. The state must be
+/// serializable so it can be snapshotted.
+pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The events of this aggregate: the enum the derive generates.
+    type Event: EventSet;
+
+    /// The aggregate type, the first half of every stream id of this aggregate.
+    const TYPE: &'static str;
+
+    /// Take a snapshot every this many events, or never (`None`).
+    const SNAPSHOT_EVERY: Option<u64>;
+
+    /// A fingerprint of the state's schema; a snapshot taken under another fingerprint is
+    /// ignored. The derive hashes the struct definition and the event list.
+    const SCHEMA_FINGERPRINT: u64;
+
+    /// Applies one event of the set, dispatching to the matching [`Apply`] impl.
+    fn apply_event(&mut self, event: &Self::Event);
+
+    /// The stream that holds the events of the aggregate with this id.
+    fn stream_id(id: &str) -> StreamId {
+        StreamId::new(Self::TYPE, id)
+    }
+}
+
+/// One aggregate instance: its id, its state, the version it was loaded at, and the events
+/// recorded since, which [`Repository::save`](crate::Repository::save) appends.
+#[derive(Clone, Debug)]
+pub struct AggregateRoot<A: Aggregate> {
+    id: String,
+    state: A,
+    version: Version,
+    pending: Vec<A::Event>,
+}
+
+impl<A: Aggregate> AggregateRoot<A> {
+    /// A new aggregate with no history.
+    pub fn new(id: impl Into<String>) -> Self {
+        AggregateRoot {
+            id: id.into(),
+            state: A::default(),
+            version: Version::INITIAL,
+            pending: Vec::new(),
+        }
+    }
+
+    /// An aggregate rebuilt elsewhere (from a snapshot and events) at `version`.
+    pub fn from_parts(id: impl Into<String>, state: A, version: Version) -> Self {
+        AggregateRoot {
+            id: id.into(),
+            state,
+            version,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Runs a command: `decide` checks the business rules against the current state and returns
+    /// the events that record the decision, or an error. The events are applied at once and
+    /// kept until the next save; on error nothing changes.
+    ///
+    /// # Errors
+    /// Whatever `decide` returns.
+    pub fn execute<F, E>(&mut self, decide: F) -> Result<&[A::Event], E>
+    where
+        F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
+    {
+        let events = decide(&self.state)?;
+        let first_new = self.pending.len();
+        for event in events {
+            self.record(event);
+        }
+        Ok(&self.pending[first_new..])
+    }
+
+    /// Applies `event` to the state and keeps it for the next save.
+    pub fn record(&mut self, event: impl Into<A::Event>) {
+        let event = event.into();
+        self.state.apply_event(&event);
+        self.pending.push(event);
+    }
+
+    /// The aggregate id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The stream of this aggregate.
+    #[must_use]
+    pub fn stream_id(&self) -> StreamId {
+        A::stream_id(&self.id)
+    }
+
+    /// The current state, including events not yet saved.
+    #[must_use]
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The version of the last saved (or loaded) event: the expected version of the next save.
+    #[must_use]
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The version the aggregate will have once its pending events are saved.
+    #[must_use]
+    pub fn current_version(&self) -> Version {
+        Version(self.version.0 + self.pending.len() as u64)
+    }
+
+    /// The events recorded since the last save.
+    #[must_use]
+    pub fn pending_events(&self) -> &[A::Event] {
+        &self.pending
+    }
+
+    /// Whether there are events waiting to be saved.
+    #[must_use]
+    pub fn has_pending_events(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Marks the pending events as saved, the stream now at `version`.
+    pub(crate) fn mark_saved(&mut self, version: Version) {
+        self.pending.clear();
+        self.version = version;
+    }
+
+    /// The state, leaving the root.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+}

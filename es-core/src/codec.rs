@@ -1,0 +1,246 @@
+//! Payload codecs: JSON for people and tools, postcard for compact, fast binary.
+//!
+//! Every stored payload records the [`CodecId`] that wrote it, so a reader never guesses.
+//! Both codecs share one small trait, [`Codec`]; code that picks the codec at run time (a
+//! repository configured from the command line, a store decoding what it finds) goes through
+//! [`CodecId`], which dispatches to the same functions.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A serialization format for event payloads, snapshots and read-model state.
+pub trait Codec {
+    /// The identifier recorded next to every payload this codec writes.
+    const ID: CodecId;
+
+    /// Encodes `value`.
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes a value of type `T` from `bytes`, which must hold exactly one value.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+/// JSON through `serde_json`: human readable, the default for inspection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Json;
+
+/// postcard: a compact binary format that is not self-describing.
+///
+/// Stored types must not use `#[serde(flatten)]`, internally tagged or untagged enums, or
+/// `skip_serializing_if`: postcard cannot read those back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Postcard;
+
+impl Codec for Json {
+    const ID: CodecId = CodecId::Json;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        serde_json::to_vec(value).map_err(|e| CodecError::new(CodecId::Json, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(|e| CodecError::new(CodecId::Json, e))
+    }
+}
+
+impl Codec for Postcard {
+    const ID: CodecId = CodecId::Postcard;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        postcard::to_stdvec(value).map_err(|e| CodecError::new(CodecId::Postcard, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(CodecError::new(
+                CodecId::Postcard,
+                TrailingBytes { count: rest.len() },
+            )),
+            Err(e) => Err(CodecError::new(CodecId::Postcard, e)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{count} unexpected bytes after the value")]
+struct TrailingBytes {
+    count: usize,
+}
+
+/// The codec that wrote a payload, recorded with it. Stored as one byte: `1` JSON, `2` postcard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CodecId {
+    /// [`Json`].
+    #[default]
+    Json,
+    /// [`Postcard`].
+    Postcard,
+}
+
+impl CodecId {
+    /// The byte stored for this codec.
+    #[must_use]
+    pub const fn as_u8(self) -> u8 {
+        match self {
+            CodecId::Json => 1,
+            CodecId::Postcard => 2,
+        }
+    }
+
+    /// The codec stored as `byte`.
+    ///
+    /// # Errors
+    /// [`UnknownCodec`] for a byte no codec of this version writes.
+    pub const fn from_u8(byte: u8) -> Result<Self, UnknownCodec> {
+        match byte {
+            1 => Ok(CodecId::Json),
+            2 => Ok(CodecId::Postcard),
+            other => Err(UnknownCodec(other)),
+        }
+    }
+
+    /// Encodes `value` with this codec.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
+        match self {
+            CodecId::Json => Json::encode(value),
+            CodecId::Postcard => Postcard::encode(value),
+        }
+    }
+
+    /// Decodes a `T` from `bytes` with this codec.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
+        match self {
+            CodecId::Json => Json::decode(bytes),
+            CodecId::Postcard => Postcard::decode(bytes),
+        }
+    }
+
+    /// The codec's name, as accepted by [`str::parse`].
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            CodecId::Json => "json",
+            CodecId::Postcard => "postcard",
+        }
+    }
+}
+
+impl fmt::Display for CodecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for CodecId {
+    type Err = UnknownCodecName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(CodecId::Json),
+            "postcard" => Ok(CodecId::Postcard),
+            other => Err(UnknownCodecName(other.to_owned())),
+        }
+    }
+}
+
+/// A stored codec byte that no codec of this version writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown codec id {0} (known: 1 = json, 2 = postcard)")]
+pub struct UnknownCodec(pub u8);
+
+/// A codec name that is neither `json` nor `postcard`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown codec `{0}` (expected `json` or `postcard`)")]
+pub struct UnknownCodecName(pub String);
+
+/// A value could not be encoded, or bytes could not be decoded, by a codec.
+#[derive(Debug, thiserror::Error)]
+#[error("{codec} codec failed")]
+pub struct CodecError {
+    codec: CodecId,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CodecError {
+    /// An error of `codec` caused by `source`.
+    pub fn new(codec: CodecId, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CodecError {
+            codec,
+            source: Box::new(source),
+        }
+    }
+
+    /// The codec that failed.
+    #[must_use]
+    pub fn codec(&self) -> CodecId {
+        self.codec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Sample {
+        name: String,
+        quantity: u32,
+    }
+
+    #[test]
+    fn both_codecs_round_trip() {
+        let value = Sample {
+            name: "widget".into(),
+            quantity: 3,
+        };
+        for codec in [CodecId::Json, CodecId::Postcard] {
+            let bytes = codec.encode(&value).unwrap();
+            assert_eq!(codec.decode::<Sample>(&bytes).unwrap(), value, "{codec}");
+        }
+    }
+
+    #[test]
+    fn postcard_rejects_trailing_bytes() {
+        let mut bytes = Postcard::encode(&Sample {
+            name: "a".into(),
+            quantity: 1,
+        })
+        .unwrap();
+        bytes.push(0);
+        let err = Postcard::decode::<Sample>(&bytes).unwrap_err();
+        assert_eq!(err.codec(), CodecId::Postcard);
+    }
+
+    #[test]
+    fn truncated_payloads_are_errors() {
+        for codec in [CodecId::Json, CodecId::Postcard] {
+            let bytes = codec
+                .encode(&Sample {
+                    name: "widget".into(),
+                    quantity: 300,
+                })
+                .unwrap();
+            for len in 0..bytes.len() {
+                assert!(
+                    codec.decode::<Sample>(&bytes[..len]).is_err(),
+                    "{codec} prefix {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn codec_ids_round_trip_through_bytes_and_names() {
+        for codec in [CodecId::Json, CodecId::Postcard] {
+            assert_eq!(CodecId::from_u8(codec.as_u8()).unwrap(), codec);
+            assert_eq!(codec.name().parse::<CodecId>().unwrap(), codec);
+        }
+        assert_eq!(CodecId::from_u8(9), Err(UnknownCodec(9)));
+        assert!("xml".parse::<CodecId>().is_err());
+    }
+}

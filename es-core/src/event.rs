@@ -1,0 +1,276 @@
+//! The event model: typed events, the generated event enum, and the envelopes a store keeps.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::{CodecError, CodecId};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
+
+/// One kind of domain event: a plain struct with a stable name and a schema version.
+///
+/// Derive it with `#[derive(Event)]`; `#[event(name = "...", version = N)]` sets the name
+/// (default: the type name) and the version (default: 1). The stored payload is the struct
+/// alone, encoded by a codec; the name and version are stored next to it and select the
+/// decoder.
+pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The stable name stored with every event of this type.
+    const NAME: &'static str;
+    /// The current schema version of this type, from 1.
+    const VERSION: u32;
+
+    /// Decodes a payload of this event type stored at `schema_version`.
+    ///
+    /// The current version decodes directly; an older version decodes as the older type and is
+    /// converted with `From`, step by step (`V1 -> V2 -> current`). The derive generates this.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownSchemaVersion`] for a version this type does not know, and
+    /// [`DecodeError::Payload`] for bytes that do not decode.
+    fn decode_versioned(
+        schema_version: u32,
+        codec: CodecId,
+        payload: &[u8],
+    ) -> Result<Self, DecodeError>;
+}
+
+/// Decodes the current schema version of `E`, the base case of every upcast chain.
+#[doc(hidden)]
+pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, DecodeError> {
+    codec
+        .decode(payload)
+        .map_err(|source| DecodeError::Payload {
+            event_type: E::NAME.to_owned(),
+            schema_version: E::VERSION,
+            source,
+        })
+}
+
+/// The closed set of events of one aggregate: the enum `#[derive(Aggregate)]` generates.
+pub trait EventSet: Clone + Debug + Send + Sync + 'static {
+    /// The names of every event type in the set, in declaration order.
+    const EVENT_TYPES: &'static [&'static str];
+
+    /// The stable name of this event's type.
+    fn event_type(&self) -> &'static str;
+
+    /// The current schema version of this event's type.
+    fn schema_version(&self) -> u32;
+
+    /// Encodes the event struct alone (never an enum variant index) with `codec`.
+    ///
+    /// # Errors
+    /// A [`CodecError`] if the codec cannot represent the value.
+    fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes a stored payload by its recorded type name, schema version and codec.
+    ///
+    /// # Errors
+    /// A typed [`DecodeError`] for an unknown type, an unknown version or bad bytes; never a
+    /// panic.
+    fn decode(
+        event_type: &str,
+        schema_version: u32,
+        codec: CodecId,
+        payload: &[u8],
+    ) -> Result<Self, DecodeError>;
+}
+
+/// A stored payload could not be turned back into an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The stored event type is not part of the event set.
+    #[error("unknown event type `{event_type}`")]
+    UnknownEventType {
+        /// The stored name.
+        event_type: String,
+    },
+    /// The event type is known, but not at the stored schema version.
+    #[error(
+        "event type `{event_type}` has no schema version {schema_version} (current: {current})"
+    )]
+    UnknownSchemaVersion {
+        /// The stored name.
+        event_type: String,
+        /// The stored schema version.
+        schema_version: u32,
+        /// The current version of the type.
+        current: u32,
+    },
+    /// The bytes are not a valid payload for the type and version.
+    #[error("payload of `{event_type}` v{schema_version} does not decode")]
+    Payload {
+        /// The stored name.
+        event_type: String,
+        /// The stored schema version.
+        schema_version: u32,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+}
+
+/// Context stored with every event: why it happened and what caused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Shared by every event of one business transaction, across aggregates and services.
+    pub correlation_id: Option<Uuid>,
+    /// The id of the event or message that caused this one.
+    pub causation_id: Option<Uuid>,
+    /// Free key/values (user, tenant, request id, ...).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    /// Metadata with this correlation id.
+    #[must_use]
+    pub fn with_correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Metadata with this causation id.
+    #[must_use]
+    pub fn with_causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Metadata with one more free key/value.
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Whether no field is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.correlation_id.is_none() && self.causation_id.is_none() && self.extra.is_empty()
+    }
+}
+
+/// An event ready to append: encoded, with its type, version and metadata.
+///
+/// The store assigns its stream version, global position and timestamp.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// A unique id (UUID v7, so ids sort by creation time).
+    pub event_id: Uuid,
+    /// The stable event type name.
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u32,
+    /// The codec of `payload`.
+    pub codec: CodecId,
+    /// The event struct, encoded by `codec`.
+    #[serde(with = "bytes")]
+    pub payload: Vec<u8>,
+    /// Correlation, causation and free key/values.
+    pub metadata: Metadata,
+}
+
+impl NewEvent {
+    /// Encodes `event` with `codec`, with a fresh UUID v7 and empty metadata.
+    ///
+    /// # Errors
+    /// A [`CodecError`] if the codec cannot represent the event.
+    pub fn encode<E: EventSet>(event: &E, codec: CodecId) -> Result<Self, CodecError> {
+        Ok(NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            codec,
+            payload: event.encode(codec)?,
+            metadata: Metadata::default(),
+        })
+    }
+
+    /// This event with `metadata`.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// An event as the store keeps it: the appended event plus its place in the stream and the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// The id given at append.
+    pub event_id: Uuid,
+    /// The stream (aggregate type and id).
+    pub stream: StreamId,
+    /// 1, 2, 3 ... within the stream.
+    pub version: Version,
+    /// Strictly increasing across the store, in commit order.
+    pub global_position: GlobalPosition,
+    /// When the store committed the event, from the store's clock.
+    pub recorded_at: Timestamp,
+    /// The stable event type name.
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u32,
+    /// The codec of `payload`.
+    pub codec: CodecId,
+    /// Correlation, causation and free key/values.
+    pub metadata: Metadata,
+    /// The event struct, encoded by `codec`.
+    #[serde(with = "bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl RecordedEvent {
+    /// Decodes the payload as a member of the event set `E`.
+    ///
+    /// # Errors
+    /// A typed [`DecodeError`] for an unknown type or version or a corrupt payload.
+    pub fn decode<E: EventSet>(&self) -> Result<E, DecodeError> {
+        E::decode(
+            &self.event_type,
+            self.schema_version,
+            self.codec,
+            &self.payload,
+        )
+    }
+}
+
+/// Stores `Vec<u8>` as one byte string (not a sequence of numbers) in binary codecs.
+mod bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(byte) = seq.next_element()? {
+                    out.push(byte);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
+}

@@ -1,0 +1,72 @@
+//! Event sourcing for Rust: typed events and aggregates from derive macros, durable versioned
+//! stores with optimistic concurrency, snapshots, temporal queries and projections.
+//!
+//! The crate map, the set-up commands and a complete example are in the README, included
+//! below so its example is compiled and run as a doctest.
+#![cfg_attr(feature = "derive", doc = include_str!("../../README.md"))]
+
+pub mod aggregate;
+pub mod clock;
+pub mod codec;
+pub mod event;
+pub mod repository;
+pub mod snapshot;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod types;
+
+pub use aggregate::{Aggregate, AggregateRoot, Apply};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{Codec, CodecError, CodecId, Json, Postcard};
+pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
+pub use repository::{CommandError, Repository, RepositoryError};
+pub use snapshot::{NoSnapshots, ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+pub use store::{
+    AppendOutcome, Conflict, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
+};
+pub use types::{GlobalPosition, StreamId, Timestamp, Version};
+
+/// The derive macros, re-exported so a user crate depends on `es-core` alone.
+#[cfg(feature = "derive")]
+pub use es_derive::{Aggregate, Event};
+
+/// Support for generated code. Not public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::event::decode_current;
+    pub use core;
+    pub use serde;
+    pub use std;
+
+    /// Compares two strings in a const context (used to check upcast chains at compile time).
+    #[must_use]
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// FNV-1a, for schema fingerprints computed at compile time.
+    #[must_use]
+    pub const fn fingerprint(text: &str) -> u64 {
+        let bytes = text.as_bytes();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut i = 0;
+        while i < bytes.len() {
+            hash ^= bytes[i] as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            i += 1;
+        }
+        hash
+    }
+}

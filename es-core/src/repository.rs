@@ -1,0 +1,444 @@
+//! The repository: loads aggregates (snapshot + tail), saves their new events with optimistic
+//! concurrency, answers temporal queries, and retries commands on conflict.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::codec::{CodecError, CodecId};
+use crate::event::{DecodeError, Metadata, NewEvent, RecordedEvent};
+use crate::snapshot::{NoSnapshots, Snapshot, SnapshotStore};
+use crate::store::{
+    AppendOutcome, Conflict, EventStore, ExpectedVersion, StoreError, VersionRange,
+};
+use crate::types::{StreamId, Timestamp, Version};
+
+/// Loading or saving an aggregate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// The store failed; a [`StoreError::Conflict`] means another writer saved first.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be decoded.
+    #[error("event {version} of stream `{stream}` does not decode")]
+    Decode {
+        /// The stream read.
+        stream: StreamId,
+        /// The version of the event.
+        version: Version,
+        /// Why it does not decode.
+        #[source]
+        source: DecodeError,
+    },
+    /// A new event or a snapshot could not be encoded.
+    #[error("could not encode for storage")]
+    Encode(#[from] CodecError),
+    /// The aggregate has no events.
+    #[error("no aggregate at `{stream}`")]
+    NotFound {
+        /// The stream looked up.
+        stream: StreamId,
+    },
+    /// A temporal query asked for a version past the stream's end.
+    #[error("stream `{stream}` has {latest} events; version {requested} does not exist")]
+    VersionOutOfRange {
+        /// The stream read.
+        stream: StreamId,
+        /// The version asked for.
+        requested: Version,
+        /// The stream's last version.
+        latest: Version,
+    },
+    /// The store returned events out of version order: the store is damaged.
+    #[error("stream `{stream}` is not contiguous: expected version {expected}, found {found}")]
+    BrokenStream {
+        /// The stream read.
+        stream: StreamId,
+        /// The version that should have come next.
+        expected: Version,
+        /// The version that came.
+        found: Version,
+    },
+}
+
+impl RepositoryError {
+    /// Whether this is a version conflict: another writer saved the aggregate first.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, RepositoryError::Store(e) if e.is_conflict())
+    }
+}
+
+/// A command run through [`Repository::execute`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The aggregate rejected the command (a business rule).
+    #[error("command rejected")]
+    Rejected(#[source] E),
+    /// Loading or saving failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Every attempt lost a race with another writer.
+    #[error("gave up after {attempts} attempts that all conflicted")]
+    RetriesExhausted {
+        /// How many times the command ran.
+        attempts: u32,
+        /// The last conflict.
+        #[source]
+        last: Conflict,
+    },
+}
+
+/// Loads and saves aggregates of type `A` in the event store `S`, with snapshots in `P`.
+pub struct Repository<A, S, P = NoSnapshots> {
+    store: S,
+    snapshots: P,
+    codec: CodecId,
+    snapshot_fallbacks: AtomicU64,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Repository<A, S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("store", &self.store)
+            .field("snapshots", &self.snapshots)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store`, without snapshots, encoding new events as JSON.
+    pub fn new(store: S) -> Self {
+        Repository {
+            store,
+            snapshots: NoSnapshots,
+            codec: CodecId::Json,
+            snapshot_fallbacks: AtomicU64::new(0),
+            aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
+    /// This repository keeping snapshots in `snapshots`, every
+    /// [`A::SNAPSHOT_EVERY`](Aggregate::SNAPSHOT_EVERY) events.
+    pub fn with_snapshots<Q: SnapshotStore>(self, snapshots: Q) -> Repository<A, S, Q> {
+        Repository {
+            store: self.store,
+            snapshots,
+            codec: self.codec,
+            snapshot_fallbacks: self.snapshot_fallbacks,
+            aggregate: PhantomData,
+        }
+    }
+
+    /// This repository encoding new events and snapshots with `codec`. Stored events keep the
+    /// codec they were written with; reading works whatever the setting.
+    #[must_use]
+    pub fn with_codec(mut self, codec: CodecId) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> &P {
+        &self.snapshots
+    }
+
+    /// How many snapshots were found unusable (changed fingerprint, undecodable state) and
+    /// replaced by a full replay since this repository was created.
+    pub fn snapshot_fallbacks(&self) -> u64 {
+        self.snapshot_fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Loads the aggregate `id`: its latest usable snapshot, then the events after it. An id
+    /// with no events loads as a new aggregate at [`Version::INITIAL`].
+    pub async fn load(&self, id: &str) -> Result<AggregateRoot<A>, RepositoryError> {
+        self.load_bounded(id, None).await
+    }
+
+    /// Loads the aggregate `id`, or fails with [`RepositoryError::NotFound`] if it has no
+    /// events.
+    pub async fn load_existing(&self, id: &str) -> Result<AggregateRoot<A>, RepositoryError> {
+        let root = self.load(id).await?;
+        if root.version() == Version::INITIAL {
+            return Err(RepositoryError::NotFound {
+                stream: A::stream_id(id),
+            });
+        }
+        Ok(root)
+    }
+
+    /// The aggregate `id` as it was right after its event `version`.
+    pub async fn load_at_version(
+        &self,
+        id: &str,
+        version: Version,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let root = self.load_bounded(id, Some(version)).await?;
+        if root.version() < version {
+            return Err(RepositoryError::VersionOutOfRange {
+                stream: A::stream_id(id),
+                requested: version,
+                latest: root.version(),
+            });
+        }
+        Ok(root)
+    }
+
+    /// The aggregate `id` as it was at `at`: every event recorded at or before it applied.
+    /// An aggregate that did not exist yet loads as a new one at [`Version::INITIAL`].
+    pub async fn load_as_of(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let stream = A::stream_id(id);
+        let events = self.store.read_stream_until(&stream, at).await?;
+        let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
+        Ok(AggregateRoot::from_parts(id, state, version))
+    }
+
+    async fn load_bounded(
+        &self,
+        id: &str,
+        up_to: Option<Version>,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let stream = A::stream_id(id);
+        let (state, version) = match self.usable_snapshot(&stream, up_to).await? {
+            Some(restored) => restored,
+            None => (A::default(), Version::INITIAL),
+        };
+        let range = VersionRange {
+            from: version.next(),
+            to: up_to.unwrap_or(Version(u64::MAX)),
+        };
+        let events = if range.from <= range.to {
+            self.store.read_stream(&stream, range).await?
+        } else {
+            Vec::new()
+        };
+        let (state, version) = replay::<A>(&stream, state, version, &events)?;
+        Ok(AggregateRoot::from_parts(id, state, version))
+    }
+
+    async fn usable_snapshot(
+        &self,
+        stream: &StreamId,
+        up_to: Option<Version>,
+    ) -> Result<Option<(A, Version)>, RepositoryError> {
+        let Some(snapshot) = self.snapshots.load_snapshot(stream).await? else {
+            return Ok(None);
+        };
+        if up_to.is_some_and(|bound| snapshot.version > bound) {
+            return Ok(None);
+        }
+        if snapshot.fingerprint != A::SCHEMA_FINGERPRINT {
+            self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                %stream,
+                stored = snapshot.fingerprint,
+                current = A::SCHEMA_FINGERPRINT,
+                "snapshot taken under another schema ignored; replaying from events"
+            );
+            return Ok(None);
+        }
+        match snapshot.codec.decode::<A>(&snapshot.state) {
+            Ok(state) => Ok(Some((state, snapshot.version))),
+            Err(error) => {
+                self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    %stream,
+                    version = %snapshot.version,
+                    error = &error as &dyn std::error::Error,
+                    "snapshot does not decode; replaying from events"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends the aggregate's pending events, expecting the stream at the version it was
+    /// loaded at, and takes a snapshot when the policy says so. Returns `None` when there was
+    /// nothing to save.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Store`] with a conflict when another writer saved first: reload and
+    /// run the command again (see [`Repository::execute`]). The aggregate keeps its pending
+    /// events on error.
+    pub async fn save(
+        &self,
+        root: &mut AggregateRoot<A>,
+    ) -> Result<Option<AppendOutcome>, RepositoryError> {
+        self.save_with_metadata(root, &Metadata::default()).await
+    }
+
+    /// Like [`Repository::save`], stamping every event with `metadata`.
+    pub async fn save_with_metadata(
+        &self,
+        root: &mut AggregateRoot<A>,
+        metadata: &Metadata,
+    ) -> Result<Option<AppendOutcome>, RepositoryError> {
+        if !root.has_pending_events() {
+            return Ok(None);
+        }
+        let events = root
+            .pending_events()
+            .iter()
+            .map(|event| Ok(NewEvent::encode(event, self.codec)?.with_metadata(metadata.clone())))
+            .collect::<Result<Vec<_>, CodecError>>()?;
+        let stream = root.stream_id();
+        let loaded = root.version();
+        let expected = if loaded == Version::INITIAL {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(loaded)
+        };
+        let outcome = self.store.append(&stream, expected, events).await?;
+        root.mark_saved(outcome.version);
+        if crosses_snapshot_boundary(A::SNAPSHOT_EVERY, loaded, outcome.version) {
+            self.take_snapshot(&stream, root).await;
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Writes a snapshot of `root` now. Failure to snapshot never fails a save (the events are
+    /// committed); it is logged.
+    async fn take_snapshot(&self, stream: &StreamId, root: &AggregateRoot<A>) {
+        let state = match self.codec.encode(root.state()) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not taken: state does not encode");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream: stream.clone(),
+            version: root.version(),
+            fingerprint: A::SCHEMA_FINGERPRINT,
+            codec: self.codec,
+            state,
+            taken_at: Timestamp::now(),
+        };
+        if let Err(error) = self.snapshots.save_snapshot(snapshot).await {
+            tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not saved");
+        }
+    }
+
+    /// Loads the aggregate `id`, runs `command` on it, and saves the events it records; on a
+    /// version conflict, reloads and runs it again, at most `max_attempts` times in all.
+    ///
+    /// `command` must be a pure decision on the state it is given: it may run more than once.
+    /// Returns the saved aggregate and what the append wrote (`None` if the command recorded no
+    /// events).
+    pub async fn execute<F, E>(
+        &self,
+        id: &str,
+        max_attempts: u32,
+        mut command: F,
+    ) -> Result<(AggregateRoot<A>, Option<AppendOutcome>), CommandError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut root = self.load(id).await?;
+            root.execute(&mut command).map_err(CommandError::Rejected)?;
+            match self.save(&mut root).await {
+                Ok(outcome) => return Ok((root, outcome)),
+                Err(RepositoryError::Store(StoreError::Conflict(conflict))) => {
+                    if attempt >= max_attempts {
+                        return Err(CommandError::RetriesExhausted {
+                            attempts: attempt,
+                            last: conflict,
+                        });
+                    }
+                    tracing::debug!(stream = %conflict.stream, attempt, "conflict; retrying command");
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+}
+
+/// Whether saving from `before` to `after` passed a multiple of the snapshot interval.
+fn crosses_snapshot_boundary(every: Option<u64>, before: Version, after: Version) -> bool {
+    match every {
+        Some(every) if every > 0 => before.0 / every != after.0 / every,
+        _ => false,
+    }
+}
+
+/// Applies `events` to `state`, which is at `version`, checking that versions are contiguous.
+///
+/// # Errors
+/// [`RepositoryError::Decode`] for an event that does not decode, and
+/// [`RepositoryError::BrokenStream`] for a version out of sequence.
+pub fn replay<A: Aggregate>(
+    stream: &StreamId,
+    mut state: A,
+    mut version: Version,
+    events: &[RecordedEvent],
+) -> Result<(A, Version), RepositoryError> {
+    for recorded in events {
+        let expected = version.next();
+        if recorded.version != expected {
+            return Err(RepositoryError::BrokenStream {
+                stream: stream.clone(),
+                expected,
+                found: recorded.version,
+            });
+        }
+        let event = recorded
+            .decode::<A::Event>()
+            .map_err(|source| RepositoryError::Decode {
+                stream: stream.clone(),
+                version: recorded.version,
+                source,
+            })?;
+        state.apply_event(&event);
+        version = expected;
+    }
+    Ok((state, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_boundary() {
+        assert!(!crosses_snapshot_boundary(None, Version(0), Version(500)));
+        assert!(!crosses_snapshot_boundary(
+            Some(100),
+            Version(0),
+            Version(99)
+        ));
+        assert!(crosses_snapshot_boundary(
+            Some(100),
+            Version(99),
+            Version(100)
+        ));
+        assert!(crosses_snapshot_boundary(
+            Some(100),
+            Version(50),
+            Version(250)
+        ));
+        assert!(!crosses_snapshot_boundary(
+            Some(100),
+            Version(100),
+            Version(199)
+        ));
+        assert!(!crosses_snapshot_boundary(Some(0), Version(0), Version(10)));
+    }
+}

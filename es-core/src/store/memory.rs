@@ -1,0 +1,205 @@
+//! The in-memory store: every guarantee of the durable stores except durability.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::{Clock, SystemClock};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
+
+/// An event store, snapshot store and projection store held in memory.
+///
+/// It enforces the whole [`EventStore`] contract (atomic appends, version checks, contiguous
+/// versions, gap-free global order) under one lock, so tests written against it hold against
+/// the durable stores. Clones share the same data.
+#[derive(Clone)]
+pub struct InMemory {
+    inner: Arc<Mutex<Inner>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The global log; the event at index `i` has position `i + 1`.
+    log: Vec<RecordedEvent>,
+    /// For each stream, the log indexes of its events in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    snapshots: HashMap<StreamId, Snapshot>,
+    projections: HashMap<String, SavedProjection>,
+}
+
+impl Default for InMemory {
+    fn default() -> Self {
+        InMemory::new()
+    }
+}
+
+impl std::fmt::Debug for InMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let events = self.lock().log.len();
+        f.debug_struct("InMemory")
+            .field("events", &events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InMemory {
+    /// An empty store stamping events with the system clock.
+    #[must_use]
+    pub fn new() -> Self {
+        InMemory::with_clock(SystemClock)
+    }
+
+    /// An empty store stamping events with `clock`.
+    #[must_use]
+    pub fn with_clock(clock: impl Clock) -> Self {
+        InMemory {
+            inner: Arc::default(),
+            clock: Arc::new(clock),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied append: appends validate
+        // everything before they push, so the data is consistent and the poison is cleared.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stream_events(inner: &Inner, stream: &StreamId) -> Vec<RecordedEvent> {
+        inner
+            .streams
+            .get(stream)
+            .map(|indexes| indexes.iter().map(|&i| inner.log[i].clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl EventStore for InMemory {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let current = inner
+            .streams
+            .get(stream)
+            .map(|indexes| Version(indexes.len() as u64));
+        expected.check(stream, current)?;
+
+        let mut version = current.unwrap_or(Version::INITIAL);
+        let mut indexes = Vec::with_capacity(events.len());
+        for event in events {
+            version = version.next();
+            let index = inner.log.len();
+            inner.log.push(RecordedEvent {
+                event_id: event.event_id,
+                stream: stream.clone(),
+                version,
+                global_position: GlobalPosition(index as u64 + 1),
+                recorded_at: now,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                codec: event.codec,
+                metadata: event.metadata,
+                payload: event.payload,
+            });
+            indexes.push(index);
+        }
+        inner
+            .streams
+            .entry(stream.clone())
+            .or_default()
+            .extend(indexes);
+        Ok(AppendOutcome {
+            version,
+            position: GlobalPosition(inner.log.len() as u64),
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let inner = self.lock();
+        let Some(indexes) = inner.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let from = usize::try_from(range.from.0.max(1) - 1).unwrap_or(usize::MAX);
+        let to = usize::try_from(range.to.0)
+            .unwrap_or(usize::MAX)
+            .min(indexes.len());
+        Ok(indexes
+            .get(from..to)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| inner.log[i].clone())
+            .collect())
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let inner = self.lock();
+        let mut events = InMemory::stream_events(&inner, stream);
+        events.retain(|event| event.recorded_at <= until);
+        Ok(events)
+    }
+
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let inner = self.lock();
+        let start = usize::try_from(after.0)
+            .unwrap_or(usize::MAX)
+            .min(inner.log.len());
+        Ok(inner.log[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
+        Ok(GlobalPosition(self.lock().log.len() as u64))
+    }
+}
+
+impl SnapshotStore for InMemory {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let newer_exists = inner
+            .snapshots
+            .get(&snapshot.stream)
+            .is_some_and(|existing| existing.version > snapshot.version);
+        if !newer_exists {
+            inner.snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(stream).cloned())
+    }
+}
+
+impl ProjectionStore for InMemory {
+    async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        self.lock().projections.insert(saved.name.clone(), saved);
+        Ok(())
+    }
+
+    async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
+        Ok(self.lock().projections.get(name).cloned())
+    }
+}

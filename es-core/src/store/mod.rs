@@ -1,0 +1,324 @@
+//! The event store contract and its implementations.
+//!
+//! [`EventStore`] is the whole contract every store keeps; `es_core::testing::conformance`
+//! checks each sentence of it against any implementation.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{NewEvent, RecordedEvent};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
+
+mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::InMemory;
+
+/// The version a stream must be at for an append to go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check: append after whatever the stream holds.
+    Any,
+    /// The stream must not exist yet (have no events).
+    NoStream,
+    /// The stream must exist (have at least one event).
+    StreamExists,
+    /// The stream's last event must have exactly this version.
+    /// `Exact(Version::INITIAL)` means the same as [`ExpectedVersion::NoStream`].
+    Exact(Version),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `actual` (`None`: no events) satisfies this
+    /// expectation.
+    #[must_use]
+    pub fn is_satisfied_by(self, actual: Option<Version>) -> bool {
+        match (self, actual) {
+            (ExpectedVersion::Any, _)
+            | (ExpectedVersion::NoStream | ExpectedVersion::Exact(Version::INITIAL), None)
+            | (ExpectedVersion::StreamExists, Some(_)) => true,
+            (ExpectedVersion::Exact(expected), Some(actual)) => expected == actual,
+            _ => false,
+        }
+    }
+
+    /// Checks the expectation against the stream's last version.
+    ///
+    /// # Errors
+    /// A [`Conflict`] naming `stream` when the expectation does not hold.
+    pub fn check(self, stream: &StreamId, actual: Option<Version>) -> Result<(), Conflict> {
+        if self.is_satisfied_by(actual) {
+            Ok(())
+        } else {
+            Err(Conflict {
+                stream: stream.clone(),
+                expected: self,
+                actual,
+            })
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// An append was rejected because the stream was not at the expected version. Nothing of the
+/// batch was written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("version conflict on stream `{stream}`: expected {expected}, found {}", match .actual { Some(v) => format!("version {v}"), None => "no stream".to_owned() })]
+pub struct Conflict {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// What the caller expected.
+    pub expected: ExpectedVersion,
+    /// The stream's last version when the append was checked (`None`: no events).
+    pub actual: Option<Version>,
+}
+
+/// What an append wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendOutcome {
+    /// The stream's version after the append: the version of its last event.
+    pub version: Version,
+    /// The global position of the batch's last event. Wait for read models to reach it to
+    /// read your own writes.
+    pub position: GlobalPosition,
+}
+
+/// An inclusive range of stream versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionRange {
+    /// The first version read (at least 1).
+    pub from: Version,
+    /// The last version read.
+    pub to: Version,
+}
+
+impl VersionRange {
+    /// Every event of the stream.
+    #[must_use]
+    pub const fn all() -> Self {
+        VersionRange {
+            from: Version(1),
+            to: Version(u64::MAX),
+        }
+    }
+
+    /// The events from `from` on.
+    #[must_use]
+    pub const fn from(from: Version) -> Self {
+        VersionRange {
+            from,
+            to: Version(u64::MAX),
+        }
+    }
+
+    /// The events up to and including `to`.
+    #[must_use]
+    pub const fn up_to(to: Version) -> Self {
+        VersionRange {
+            from: Version(1),
+            to,
+        }
+    }
+
+    /// Whether `version` lies in the range.
+    #[must_use]
+    pub fn contains(&self, version: Version) -> bool {
+        self.from <= version && version <= self.to
+    }
+}
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected version; nothing was written.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// An append was given no events.
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// The file or database is not an event store of this framework.
+    #[error("`{location}` is not an event store: {reason}")]
+    NotAStore {
+        /// The path or name that was opened.
+        location: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The store was written by a newer release with a schema this one does not know.
+    #[error(
+        "store schema version {found} is newer than the newest this release knows ({supported})"
+    )]
+    NewerSchema {
+        /// The schema version found in the store.
+        found: u32,
+        /// The newest schema version this release can use.
+        supported: u32,
+    },
+    /// A stored row is damaged: a field is out of range or a value cannot be read.
+    #[error("corrupt data at {location}: {reason}")]
+    Corrupt {
+        /// Where (for example a global position).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration is invalid (a bad schema name, a bad option).
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// The connection to the database was lost or could not be made. Whether an append that
+    /// failed this way was committed is unknown: read the stream to find out.
+    #[error("connection to the event store failed")]
+    Connection(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store was closed, or its writer stopped.
+    #[error("the event store is closed")]
+    Closed,
+    /// Any other failure of the storage backend.
+    #[error("event store backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether this is a version conflict (retrying with a reloaded aggregate may succeed).
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict(_))
+    }
+
+    /// The conflict, if this is one.
+    #[must_use]
+    pub fn as_conflict(&self) -> Option<&Conflict> {
+        match self {
+            StoreError::Conflict(conflict) => Some(conflict),
+            _ => None,
+        }
+    }
+
+    /// A backend error wrapping `source`.
+    pub fn backend(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(source))
+    }
+}
+
+/// An append-only, versioned log of events, grouped in streams, with one global order.
+///
+/// # Contract
+///
+/// Every implementation guarantees, and the conformance suite checks:
+///
+/// 1. **Atomic appends.** `append` writes all events of the batch or none, also across a crash.
+///    An empty batch is rejected with [`StoreError::EmptyAppend`].
+/// 2. **Optimistic concurrency.** `append` first checks `expected` against the stream's last
+///    version; on mismatch it returns [`StoreError::Conflict`] with the expected and actual
+///    versions and writes nothing. Of many concurrent appends with the same expected version,
+///    exactly one succeeds.
+/// 3. **Versions.** The events of a stream get versions 1, 2, 3 ... with no gap and no
+///    duplicate, in append order.
+/// 4. **Global order.** Every event gets a global position, strictly increasing across the
+///    store (gaps are allowed: a store may burn positions). `read_all` returns events in
+///    position order and is *gap-safe*: once it has returned an event at position `p`, no
+///    event with a position below `p` becomes visible later. A catch-up reader that resumes
+///    after the last position it saw therefore never misses an event.
+/// 5. **Timestamps.** Every event gets `recorded_at` from the store's clock at append.
+/// 6. **Durability.** Once `append` returns `Ok`, the events survive a crash of the process
+///    (for durable stores).
+/// 7. **Stored bytes are returned unchanged**: event id, type, schema version, codec, payload
+///    and metadata read back exactly as appended.
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to `stream` if the stream is at `expected`.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// The events of `stream` whose versions lie in `range`, in version order. A stream with no
+    /// events reads as empty.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The events of `stream` recorded at or before `until`, in version order.
+    fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// At most `limit` events of the global log with positions after `after`, in position
+    /// order. Pass [`GlobalPosition::START`] to read from the beginning, then the position of
+    /// the last event returned to read the next page.
+    fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The position of the last event `read_all` can return now ([`GlobalPosition::START`]
+    /// for an empty store).
+    fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send;
+}
+
+macro_rules! forward_event_store {
+    ($($ty:ty),*) => {$(
+        impl<S: EventStore + ?Sized> EventStore for $ty {
+            fn append(
+                &self,
+                stream: &StreamId,
+                expected: ExpectedVersion,
+                events: Vec<NewEvent>,
+            ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+                (**self).append(stream, expected, events)
+            }
+
+            fn read_stream(
+                &self,
+                stream: &StreamId,
+                range: VersionRange,
+            ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+                (**self).read_stream(stream, range)
+            }
+
+            fn read_stream_until(
+                &self,
+                stream: &StreamId,
+                until: Timestamp,
+            ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+                (**self).read_stream_until(stream, until)
+            }
+
+            fn read_all(
+                &self,
+                after: GlobalPosition,
+                limit: usize,
+            ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+                (**self).read_all(after, limit)
+            }
+
+            fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send {
+                (**self).last_position()
+            }
+        }
+    )*};
+}
+
+forward_event_store!(&S, Arc<S>, Box<S>);

@@ -1,0 +1,255 @@
+//! Newtypes for the concepts every part of the framework shares.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The position of an event within its stream: 1 for the first event, contiguous after that.
+///
+/// `Version::INITIAL` (0) is the version of a stream that has no events yet.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version of an aggregate before its first event.
+    pub const INITIAL: Version = Version(0);
+
+    /// The version as a plain number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The version that follows this one.
+    #[must_use]
+    pub const fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<u64> for Version {
+    fn from(value: u64) -> Self {
+        Version(value)
+    }
+}
+
+/// The position of an event in the store's global log, strictly increasing in commit order.
+///
+/// Positions start at 1; `GlobalPosition::START` (0) is "before the first event", the checkpoint
+/// of a projection that has seen nothing.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct GlobalPosition(pub u64);
+
+impl GlobalPosition {
+    /// Before the first event of the log.
+    pub const START: GlobalPosition = GlobalPosition(0);
+
+    /// The position as a plain number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for GlobalPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<u64> for GlobalPosition {
+    fn from(value: u64) -> Self {
+        GlobalPosition(value)
+    }
+}
+
+/// Identifies one stream: the events of one aggregate instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamId {
+    aggregate_type: String,
+    aggregate_id: String,
+}
+
+impl StreamId {
+    /// The stream of the aggregate of type `aggregate_type` (for example `"order"`) with id
+    /// `aggregate_id`.
+    pub fn new(aggregate_type: impl Into<String>, aggregate_id: impl Into<String>) -> Self {
+        StreamId {
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+        }
+    }
+
+    /// The aggregate type, the first half of the stream id.
+    #[must_use]
+    pub fn aggregate_type(&self) -> &str {
+        &self.aggregate_type
+    }
+
+    /// The aggregate id, the second half of the stream id.
+    #[must_use]
+    pub fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.aggregate_type, self.aggregate_id)
+    }
+}
+
+/// A UTC instant with microsecond precision, stored as integer microseconds since the Unix
+/// epoch.
+///
+/// Binary codecs store it as one integer (chrono's own serde format is a 27-character string
+/// even in postcard); human-readable formats show the RFC 3339 text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The Unix epoch.
+    pub const EPOCH: Timestamp = Timestamp(0);
+    /// The latest representable instant.
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+
+    /// The instant `micros` microseconds after the Unix epoch.
+    #[must_use]
+    pub const fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
+    /// Microseconds since the Unix epoch.
+    #[must_use]
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// The current time of the system clock.
+    #[must_use]
+    pub fn now() -> Self {
+        Timestamp::from(Utc::now())
+    }
+
+    /// This instant as a chrono `DateTime`.
+    #[must_use]
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_micros(self.0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// This instant plus `micros` microseconds, saturating at the ends of the range.
+    #[must_use]
+    pub const fn saturating_add_micros(self, micros: i64) -> Self {
+        Timestamp(self.0.saturating_add(micros))
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(value: DateTime<Utc>) -> Self {
+        Timestamp(value.timestamp_micros())
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(value: Timestamp) -> Self {
+        value.to_datetime()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        )
+    }
+}
+
+/// The error returned when a text is not an RFC 3339 timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not an RFC 3339 timestamp (for example `2026-01-31T12:00:00Z`)")]
+pub struct ParseTimestampError {
+    input: String,
+}
+
+impl FromStr for Timestamp {
+    type Err = ParseTimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DateTime::parse_from_rfc3339(s.trim())
+            .map(|dt| Timestamp::from(dt.with_timezone(&Utc)))
+            .map_err(|_| ParseTimestampError {
+                input: s.to_owned(),
+            })
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_i64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            i64::deserialize(deserializer).map(Timestamp)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_round_trips_through_text() {
+        let t = Timestamp::from_micros(1_700_000_000_123_456);
+        assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
+    }
+
+    #[test]
+    fn timestamp_rejects_malformed_text() {
+        let err = "yesterday".parse::<Timestamp>().unwrap_err();
+        assert!(err.to_string().contains("`yesterday`"));
+    }
+
+    #[test]
+    fn timestamp_is_an_integer_in_postcard_and_text_in_json() {
+        let t = Timestamp::from_micros(1_700_000_000_000_000);
+        let bytes = postcard::to_stdvec(&t).unwrap();
+        assert!(
+            bytes.len() <= 9,
+            "postcard stores a varint, got {} bytes",
+            bytes.len()
+        );
+        assert_eq!(postcard::from_bytes::<Timestamp>(&bytes).unwrap(), t);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2023-11-14T22:13:20Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+}

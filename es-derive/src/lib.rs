@@ -1,0 +1,1 @@
+//! derive macros (placeholder until the derive lands)
