@@ -16,7 +16,9 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 /// (default: the type name) and the version (default: 1). The stored payload is the struct
 /// alone, encoded by a codec; the name and version are stored next to it and select the
 /// decoder.
-pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+pub trait Event:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
     /// The stable name stored with every event of this type.
     const NAME: &'static str;
     /// The current schema version of this type, from 1.
@@ -50,7 +52,7 @@ pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, Dec
 }
 
 /// The closed set of events of one aggregate: the enum `#[derive(Aggregate)]` generates.
-pub trait EventSet: Clone + Debug + Send + Sync + 'static {
+pub trait EventSet: Clone + Debug + PartialEq + Send + Sync + 'static {
     /// The names of every event type in the set, in declaration order.
     const EVENT_TYPES: &'static [&'static str];
 
