@@ -59,8 +59,13 @@ pub mod __private {
     /// FNV-1a, for schema fingerprints computed at compile time.
     #[must_use]
     pub const fn fingerprint(text: &str) -> u64 {
-        let bytes = text.as_bytes();
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        fingerprint_extend(0xcbf2_9ce4_8422_2325, text.as_bytes())
+    }
+
+    /// Continues an FNV-1a `hash` over `bytes`, so a fingerprint can fold in constants (event
+    /// names and versions) that the macro cannot see.
+    #[must_use]
+    pub const fn fingerprint_extend(mut hash: u64, bytes: &[u8]) -> u64 {
         let mut i = 0;
         while i < bytes.len() {
             hash ^= bytes[i] as u64;
@@ -68,5 +73,45 @@ pub mod __private {
             i += 1;
         }
         hash
+    }
+
+    /// The error for a stored event type name that is not in the event set.
+    #[must_use]
+    pub fn unknown_event_type(event_type: &str) -> crate::DecodeError {
+        crate::DecodeError::UnknownEventType {
+            event_type: event_type.to_owned(),
+        }
+    }
+
+    /// The error for a stored schema version that `E` has no decoder for.
+    #[must_use]
+    pub fn unknown_schema_version<E: crate::Event>(schema_version: u32) -> crate::DecodeError {
+        crate::DecodeError::UnknownSchemaVersion {
+            event_type: E::NAME.to_owned(),
+            schema_version,
+            current: E::VERSION,
+        }
+    }
+
+    /// Decodes `Next` from a payload stored at an older schema version: decodes it as
+    /// `Previous` (which recurses further back as needed) and converts it with `From`.
+    ///
+    /// A version no type of the chain knows is reported against `Next`, the newest type.
+    pub fn decode_upcast<Previous, Next>(
+        schema_version: u32,
+        codec: crate::CodecId,
+        payload: &[u8],
+    ) -> Result<Next, crate::DecodeError>
+    where
+        Previous: crate::Event,
+        Next: crate::Event + From<Previous>,
+    {
+        match Previous::decode_versioned(schema_version, codec, payload) {
+            Ok(previous) => Ok(Next::from(previous)),
+            Err(crate::DecodeError::UnknownSchemaVersion { .. }) => {
+                Err(unknown_schema_version::<Next>(schema_version))
+            }
+            Err(other) => Err(other),
+        }
     }
 }
