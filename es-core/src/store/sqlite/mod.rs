@@ -1,0 +1,447 @@
+//! The embedded, durable store: one SQLite file in WAL mode.
+//!
+//! [`Sqlite`] keeps the whole [`EventStore`] contract and also stores snapshots
+//! ([`SnapshotStore`]) and read-model states ([`ProjectionStore`]) in the same file.
+//!
+//! # How it works
+//!
+//! - **One writer thread** owns the only write connection. `append` sends its batch over a
+//!   channel and awaits the answer; the writer takes everything queued, runs it in one
+//!   transaction with each batch in its own savepoint (a batch whose expected version does not
+//!   hold is rolled back to its savepoint and answered with a [`Conflict`](crate::Conflict);
+//!   the others are kept), commits once, which is one fsync, then answers every caller. Many
+//!   concurrent appenders therefore share each fsync (group commit).
+//! - **Reader threads**, each with its own connection, serve reads from a shared queue. In
+//!   WAL mode a reader sees the last committed state and never blocks the writer.
+//! - No SQLite call runs on the caller's (async executor's) thread: the futures only pass
+//!   messages, so the store works under any executor.
+//! - Global positions are SQLite row ids assigned by the single writer in commit order, so
+//!   they are gap-free and [`EventStore::read_all`] is gap-safe.
+//! - Durability: `synchronous = FULL` by default, so an acknowledged append survives a power
+//!   loss; [`Synchronous::Normal`] survives a crash of the process but may lose the last
+//!   commits on a power loss, for faster commits.
+//!
+//! # The file
+//!
+//! Tables `events`, `snapshots`, `projections` and `meta` (which records the schema version);
+//! the database header carries the application id `0x45765374` (`EvSt`). Metadata is stored as
+//! JSON text, so it can be read, and queried with SQLite's JSON functions, without this crate.
+//! Timestamps are integer microseconds since the Unix epoch.
+//!
+//! Opening a file that is not a store ([`StoreError::NotAStore`]) or a store written by a newer
+//! release ([`StoreError::NewerSchema`]) fails without writing to the file. A new file, or an
+//! empty SQLite database, becomes a store.
+//!
+//! # Example
+//!
+//! ```
+//! use es_core::store::sqlite::Sqlite;
+//! use es_core::{CodecId, EventStore, ExpectedVersion, NewEvent, StreamId, VersionRange};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let directory = std::env::temp_dir().join(format!("es-sqlite-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&directory)?;
+//! # let path = directory.join("events.db");
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! runtime.block_on(async {
+//!     let store = Sqlite::open(&path).await?;
+//!     let stream = StreamId::new("account", "42");
+//!     let deposited = NewEvent {
+//!         event_id: uuid::Uuid::now_v7(),
+//!         event_type: "Deposited".to_owned(),
+//!         schema_version: 1,
+//!         codec: CodecId::Json,
+//!         payload: br#"{"amount":100}"#.to_vec(),
+//!         metadata: Default::default(),
+//!     };
+//!     let outcome = store
+//!         .append(&stream, ExpectedVersion::NoStream, vec![deposited])
+//!         .await?;
+//!     assert_eq!(outcome.version.get(), 1);
+//!
+//!     let events = store.read_stream(&stream, VersionRange::all()).await?;
+//!     assert_eq!(events[0].event_type, "Deposited");
+//!     store.close().await;
+//!     Ok::<_, es_core::StoreError>(())
+//! })?;
+//! # std::fs::remove_dir_all(&directory)?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::clock::{Clock, SystemClock};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::types::{GlobalPosition, StreamId, Timestamp};
+
+mod reader;
+mod rows;
+mod schema;
+mod writer;
+
+use reader::Job;
+use writer::{Append, Command, PreparedEvent, Request};
+
+/// How hard SQLite works to make a commit durable before `append` returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Every commit is flushed to disk (`PRAGMA synchronous = FULL`): an acknowledged append
+    /// survives a crash of the process and a loss of power. The default.
+    #[default]
+    Full,
+    /// Commits reach the operating system but are flushed only at checkpoints
+    /// (`PRAGMA synchronous = NORMAL`): an acknowledged append survives a crash of the
+    /// process; a loss of power may lose the last commits (never corrupts the file).
+    Normal,
+}
+
+impl Synchronous {
+    const fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How to open a [`Sqlite`] store.
+///
+/// ```
+/// use std::time::Duration;
+/// use es_core::store::sqlite::{SqliteOptions, Synchronous};
+/// use es_core::{ManualClock, Timestamp};
+///
+/// let options = SqliteOptions::new()
+///     .with_synchronous(Synchronous::Normal)
+///     .with_clock(ManualClock::new(Timestamp::EPOCH))
+///     .with_read_connections(4)
+///     .with_busy_timeout(Duration::from_secs(1));
+/// ```
+#[derive(Clone)]
+pub struct SqliteOptions {
+    synchronous: Synchronous,
+    clock: Arc<dyn Clock>,
+    read_connections: usize,
+    busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions::new()
+    }
+}
+
+impl fmt::Debug for SqliteOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteOptions")
+            .field("synchronous", &self.synchronous)
+            .field("read_connections", &self.read_connections)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteOptions {
+    /// Durable commits ([`Synchronous::Full`]), the system clock, two read connections and a
+    /// five-second wait for locks held by other processes.
+    #[must_use]
+    pub fn new() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            clock: Arc::new(SystemClock),
+            read_connections: 2,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Commits with this durability.
+    #[must_use]
+    pub fn with_synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Stamps appended events with `clock` (a [`ManualClock`](crate::ManualClock) in tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Serves reads with this many connections, each on its own thread (at least 1).
+    #[must_use]
+    pub fn with_read_connections(mut self, count: usize) -> Self {
+        self.read_connections = count;
+        self
+    }
+
+    /// Waits this long for a lock held by another process using the same file.
+    #[must_use]
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+}
+
+/// The embedded, durable event store, snapshot store and projection store: one SQLite file.
+///
+/// Clones share the same connections. The threads stop when the last clone is dropped, or at
+/// once with [`Sqlite::close`]. Dropping an `append` future after it started does not withdraw
+/// the batch: it may still be committed.
+///
+/// See the [module documentation](self) for how it works and an example.
+#[derive(Clone)]
+pub struct Sqlite {
+    location: Arc<str>,
+    commands: Sender<Command>,
+    jobs: Sender<Job>,
+    read_connections: usize,
+}
+
+impl fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sqlite")
+            .field("location", &self.location)
+            .field("read_connections", &self.read_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sqlite {
+    /// Opens the store at `path`, creating it if the file does not exist, with the default
+    /// [`SqliteOptions`].
+    ///
+    /// # Errors
+    /// [`StoreError::NotAStore`] for a file that is not a store, [`StoreError::NewerSchema`]
+    /// for a store written by a newer release (neither file is changed), and
+    /// [`StoreError::Backend`] when SQLite cannot open the file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Sqlite::open_with(path, SqliteOptions::new()).await
+    }
+
+    /// Opens the store at `path` with `options`, creating it if the file does not exist.
+    ///
+    /// # Errors
+    /// As [`Sqlite::open`], and [`StoreError::Config`] for zero read connections.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        if options.read_connections == 0 {
+            return Err(StoreError::Config(
+                "a SQLite store needs at least one read connection".to_owned(),
+            ));
+        }
+        let path = path.as_ref().to_path_buf();
+        let location: Arc<str> = path.display().to_string().into();
+
+        // The writer checks and, if new, creates the store before any reader connects.
+        let (commands, command_queue) = mpsc::channel();
+        let (writer_ready, writer_opened) = oneshot::channel();
+        {
+            let path = path.clone();
+            let options = options.clone();
+            let location = Arc::clone(&location);
+            std::thread::Builder::new()
+                .name("es-sqlite-writer".to_owned())
+                .spawn(
+                    move || match writer::Writer::open(&path, &options, location) {
+                        Ok(writer) => {
+                            if writer_ready.send(Ok(())).is_ok() {
+                                writer.run(&command_queue);
+                            }
+                        }
+                        Err(error) => drop(writer_ready.send(Err(error))),
+                    },
+                )
+                .map_err(StoreError::backend)?;
+        }
+        writer_opened.await.map_err(|_| StoreError::Closed)??;
+
+        let (jobs, job_queue) = mpsc::channel();
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        let mut readers_opened = Vec::with_capacity(options.read_connections);
+        for index in 0..options.read_connections {
+            let (ready, opened) = oneshot::channel();
+            reader::spawn(
+                index,
+                &path,
+                &options,
+                Arc::clone(&location),
+                Arc::clone(&job_queue),
+                ready,
+            )?;
+            readers_opened.push(opened);
+        }
+        // On an error the handles below are dropped, which stops every thread started.
+        let store = Sqlite {
+            location,
+            commands,
+            jobs,
+            read_connections: options.read_connections,
+        };
+        for opened in readers_opened {
+            opened.await.map_err(|_| StoreError::Closed)??;
+        }
+        Ok(store)
+    }
+
+    /// The path the store was opened at, as text.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Finishes the queued work and closes every connection, so the file is complete and
+    /// another process (or a new [`Sqlite::open`]) can take it over. Every call after this,
+    /// on any clone, fails with [`StoreError::Closed`]. Closing twice is harmless.
+    pub async fn close(&self) {
+        let mut closed = Vec::with_capacity(self.read_connections);
+        for _ in 0..self.read_connections {
+            let (reply, done) = oneshot::channel();
+            if self.jobs.send(Job::Close(reply)).is_ok() {
+                closed.push(done);
+            }
+        }
+        for done in closed {
+            // An error means the reader already stopped: closed either way.
+            drop(done.await);
+        }
+        // The writer closes last: closing the last connection checkpoints the log.
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Close(reply)).is_ok() {
+            drop(done.await);
+        }
+    }
+
+    async fn request<T>(
+        &self,
+        request: impl FnOnce(writer::Reply<T>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request(request(reply)))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let location = Arc::clone(&self.location);
+        self.jobs
+            .send(Job::Query(Box::new(move |connection| {
+                drop(reply.send(query(connection, &location)));
+            })))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl EventStore for Sqlite {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let events = events
+            .into_iter()
+            .map(PreparedEvent::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stream = stream.clone();
+        self.request(move |reply| {
+            Request::Append(Append {
+                stream,
+                expected,
+                events,
+                reply,
+            })
+        })
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if range.from > range.to {
+            return Ok(Vec::new());
+        }
+        let stream = stream.clone();
+        self.query(move |connection, location| {
+            reader::read_stream(connection, &stream, range, location)
+        })
+        .await
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.clone();
+        self.query(move |connection, location| {
+            reader::read_stream_until(connection, &stream, until, location)
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query(move |connection, location| reader::read_all(connection, after, limit, location))
+            .await
+    }
+
+    async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
+        self.query(reader::last_position).await
+    }
+}
+
+impl SnapshotStore for Sqlite {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.request(move |reply| Request::SaveSnapshot { snapshot, reply })
+            .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let stream = stream.clone();
+        self.query(move |connection, location| reader::load_snapshot(connection, &stream, location))
+            .await
+    }
+}
+
+impl ProjectionStore for Sqlite {
+    async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        self.request(move |reply| Request::SaveProjection { saved, reply })
+            .await
+    }
+
+    async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
+        let name = name.to_owned();
+        self.query(move |connection, location| reader::load_projection(connection, &name, location))
+            .await
+    }
+}

@@ -1,0 +1,232 @@
+//! The reader threads: a few read connections serving queries from one shared queue. In WAL
+//! mode they read the last committed state while the writer commits the next one.
+
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::rows::{
+    event_from_row, projection_from_row, snapshot_from_row, store_error, to_sql_bound,
+    EVENT_COLUMNS, PROJECTION_COLUMNS, SNAPSHOT_COLUMNS,
+};
+use super::{schema, SqliteOptions};
+use crate::event::RecordedEvent;
+use crate::snapshot::{SavedProjection, Snapshot};
+use crate::store::{StoreError, VersionRange};
+use crate::types::{GlobalPosition, StreamId, Timestamp};
+
+/// A query to run on a read connection; it answers its caller itself.
+pub(super) type Query = Box<dyn FnOnce(&Connection) + Send>;
+
+/// What a reader thread is asked to do.
+pub(super) enum Job {
+    /// Run a query.
+    Query(Query),
+    /// Close the connection and stop; answered once it is closed.
+    Close(oneshot::Sender<()>),
+}
+
+/// Starts one reader thread with its own connection; answers `ready` once the connection is
+/// open (or failed to open).
+pub(super) fn spawn(
+    index: usize,
+    path: &Path,
+    options: &SqliteOptions,
+    location: Arc<str>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    ready: oneshot::Sender<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    let busy_timeout = options.busy_timeout;
+    std::thread::Builder::new()
+        .name(format!("es-sqlite-reader-{index}"))
+        .spawn(move || {
+            let connection = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|error| store_error(error, &location))
+            .and_then(|connection| {
+                schema::configure(&connection, busy_timeout, &location)?;
+                // Reads only: a bug that tried to write here would fail instead of racing
+                // the writer.
+                connection
+                    .pragma_update(None, "query_only", true)
+                    .map_err(|error| store_error(error, &location))?;
+                Ok(connection)
+            });
+            match connection {
+                Ok(connection) => {
+                    if ready.send(Ok(())).is_ok() {
+                        serve(connection, &jobs);
+                    }
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            }
+        })
+        .map(drop)
+        .map_err(StoreError::backend)
+}
+
+fn serve(connection: Connection, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, not while running it.
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match job {
+            Ok(Job::Query(query)) => query(&connection),
+            Ok(Job::Close(reply)) => {
+                drop(connection);
+                let _ = reply.send(());
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn collect<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    location: &str,
+) -> Result<Vec<T>, StoreError> {
+    let sql_error = |error| store_error(error, location);
+    let mut statement = connection.prepare_cached(sql).map_err(sql_error)?;
+    let mut rows = statement.query(params).map_err(sql_error)?;
+    let mut values = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        values.push(decode(row)?);
+    }
+    Ok(values)
+}
+
+/// The events of `stream` in `range`, in version order.
+pub(super) fn read_stream(
+    connection: &Connection,
+    stream: &StreamId,
+    range: VersionRange,
+    location: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+         AND version BETWEEN ?3 AND ?4 ORDER BY version"
+    );
+    collect(
+        connection,
+        &sql,
+        params![
+            stream.aggregate_type(),
+            stream.aggregate_id(),
+            to_sql_bound(range.from.get()),
+            to_sql_bound(range.to.get()),
+        ],
+        event_from_row,
+        location,
+    )
+}
+
+/// The events of `stream` recorded at or before `until`, in version order.
+pub(super) fn read_stream_until(
+    connection: &Connection,
+    stream: &StreamId,
+    until: Timestamp,
+    location: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+         AND recorded_at <= ?3 ORDER BY version"
+    );
+    collect(
+        connection,
+        &sql,
+        params![
+            stream.aggregate_type(),
+            stream.aggregate_id(),
+            until.as_micros()
+        ],
+        event_from_row,
+        location,
+    )
+}
+
+/// At most `limit` events after `after`, in position order.
+pub(super) fn read_all(
+    connection: &Connection,
+    after: GlobalPosition,
+    limit: usize,
+    location: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 \
+         ORDER BY global_position LIMIT ?2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    collect(
+        connection,
+        &sql,
+        params![to_sql_bound(after.get()), limit],
+        event_from_row,
+        location,
+    )
+}
+
+/// The position of the last committed event.
+pub(super) fn last_position(
+    connection: &Connection,
+    location: &str,
+) -> Result<GlobalPosition, StoreError> {
+    let last: Option<i64> = connection
+        .prepare_cached("SELECT MAX(global_position) FROM events")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .map_err(|error| store_error(error, location))?;
+    match last {
+        None => Ok(GlobalPosition::START),
+        Some(position) if position >= 1 => Ok(GlobalPosition(position as u64)),
+        Some(position) => Err(StoreError::Corrupt {
+            location: location.to_owned(),
+            reason: format!("the last global position is {position}"),
+        }),
+    }
+}
+
+/// The stored snapshot of `stream`, if any.
+pub(super) fn load_snapshot(
+    connection: &Connection,
+    stream: &StreamId,
+    location: &str,
+) -> Result<Option<Snapshot>, StoreError> {
+    let sql = format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2"
+    );
+    collect(
+        connection,
+        &sql,
+        params![stream.aggregate_type(), stream.aggregate_id()],
+        snapshot_from_row,
+        location,
+    )
+    .map(|found| found.into_iter().next())
+}
+
+/// The saved state of the projection `name`, if any.
+pub(super) fn load_projection(
+    connection: &Connection,
+    name: &str,
+    location: &str,
+) -> Result<Option<SavedProjection>, StoreError> {
+    let sql = format!("SELECT {PROJECTION_COLUMNS} FROM projections WHERE name = ?1");
+    collect(
+        connection,
+        &sql,
+        params![name],
+        projection_from_row,
+        location,
+    )
+    .map(|found| found.into_iter().next())
+}

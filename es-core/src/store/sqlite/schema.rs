@@ -1,0 +1,250 @@
+//! The file format: recognising a store, creating one, and the connection settings.
+//!
+//! A store is a SQLite database whose header carries [`APPLICATION_ID`] and whose `meta` table
+//! records the schema version. Everything that decides whether a file may be used only reads
+//! it; nothing is written to a file until it is known to be a store of a version this release
+//! understands, or a new, empty database.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::rows::store_error;
+use super::Synchronous;
+use crate::store::StoreError;
+
+/// The SQLite `application_id` of a store (the bytes `EvSt`), written in the database header.
+pub(super) const APPLICATION_ID: i32 = 0x4576_5374;
+
+/// The newest schema version this release reads and writes.
+pub(super) const SCHEMA_VERSION: u32 = 1;
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The schema of version 1, created in one transaction.
+const CREATE_SCHEMA: &str = "
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    global_position INTEGER PRIMARY KEY,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id BLOB NOT NULL,
+    event_type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    UNIQUE (aggregate_type, aggregate_id, version)
+);
+
+CREATE INDEX events_by_stream_and_time ON events (aggregate_type, aggregate_id, recorded_at);
+
+CREATE TABLE snapshots (
+    aggregate_type TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    taken_at INTEGER NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id)
+) WITHOUT ROWID;
+
+CREATE TABLE projections (
+    name TEXT PRIMARY KEY NOT NULL,
+    position INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    saved_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The tables of schema version 1.
+const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
+
+/// What an opened database holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Contents {
+    /// No tables and no application id: a new file, or one whose creation never committed.
+    Empty,
+    /// A store of a schema version this release uses.
+    Store,
+}
+
+/// Rejects an existing, non-empty file that does not start with the SQLite header, without
+/// letting SQLite touch it.
+pub(super) fn check_file(path: &Path, location: &str) -> Result<(), StoreError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(StoreError::backend(error)),
+    };
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    file.by_ref()
+        .take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut header)
+        .map_err(StoreError::backend)?;
+    if header.is_empty() || header == SQLITE_HEADER {
+        Ok(())
+    } else {
+        Err(StoreError::NotAStore {
+            location: location.to_owned(),
+            reason: "the file is not a SQLite database".to_owned(),
+        })
+    }
+}
+
+/// Settings every connection gets: how long to wait for a lock held by another process.
+pub(super) fn configure(
+    connection: &Connection,
+    busy_timeout: Duration,
+    location: &str,
+) -> Result<(), StoreError> {
+    connection
+        .busy_timeout(busy_timeout)
+        .map_err(|error| store_error(error, location))
+}
+
+/// Checks that the writer's connection opens a store this release can use, creating the
+/// schema in a new database, then switches it to WAL mode with the requested durability.
+pub(super) fn prepare_writer(
+    connection: &mut Connection,
+    synchronous: Synchronous,
+    location: &str,
+) -> Result<(), StoreError> {
+    let contents = inspect(connection, location)?;
+    // Only now is the file known to be ours (or empty): from here on it may be written.
+    let mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|error| store_error(error, location))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "`{location}` cannot use write-ahead logging (journal mode stayed `{mode}`)"
+        )));
+    }
+    connection
+        .pragma_update(None, "synchronous", synchronous.pragma_value())
+        .map_err(|error| store_error(error, location))?;
+    if contents == Contents::Empty {
+        create(connection, location)?;
+    }
+    Ok(())
+}
+
+/// Creates the schema, unless another connection created it first.
+fn create(connection: &mut Connection, location: &str) -> Result<(), StoreError> {
+    let sql_error = |error| store_error(error, location);
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    // Another process may have created the store between the check and the write lock.
+    if inspect(&transaction, location)? == Contents::Store {
+        return Ok(());
+    }
+    transaction
+        .pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(sql_error)?;
+    transaction
+        .execute_batch(CREATE_SCHEMA)
+        .map_err(sql_error)?;
+    transaction
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(sql_error)?;
+    transaction.commit().map_err(sql_error)
+}
+
+/// Reads what the database holds, without writing anything.
+fn inspect(connection: &Connection, location: &str) -> Result<Contents, StoreError> {
+    let not_a_store = |reason: String| StoreError::NotAStore {
+        location: location.to_owned(),
+        reason,
+    };
+    let read_error = |error: rusqlite::Error| match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            not_a_store(format!(
+                "the file is not a readable SQLite database ({error})"
+            ))
+        }
+        _ => store_error(error, location),
+    };
+    let application_id: i32 = connection
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(read_error)?;
+    let mut statement = connection
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .map_err(read_error)?;
+    let tables = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(read_error)?;
+
+    if application_id != APPLICATION_ID {
+        return if application_id != 0 {
+            Err(not_a_store(format!(
+                "a SQLite database of another application (application_id {application_id:#010x})"
+            )))
+        } else if tables.is_empty() {
+            Ok(Contents::Empty)
+        } else {
+            Err(not_a_store(format!(
+                "a SQLite database with other tables ({})",
+                tables.join(", ")
+            )))
+        };
+    }
+
+    let corrupt = |reason: String| StoreError::Corrupt {
+        location: location.to_owned(),
+        reason,
+    };
+    if !tables.iter().any(|table| table == "meta") {
+        return Err(corrupt("the store has no `meta` table".to_owned()));
+    }
+    let version: i64 = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|error| corrupt(format!("the schema version cannot be read: {error}")))?;
+    match u32::try_from(version) {
+        Ok(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        Err(_) if version > 0 => Err(StoreError::NewerSchema {
+            found: u32::MAX,
+            supported: SCHEMA_VERSION,
+        }),
+        Ok(SCHEMA_VERSION) => {
+            let missing: Vec<&str> = TABLES
+                .into_iter()
+                .filter(|table| !tables.iter().any(|found| found == table))
+                .collect();
+            if missing.is_empty() {
+                Ok(Contents::Store)
+            } else {
+                Err(corrupt(format!(
+                    "the store lacks the table(s) {}",
+                    missing.join(", ")
+                )))
+            }
+        }
+        _ => Err(corrupt(format!("invalid schema version {version}"))),
+    }
+}

@@ -1,0 +1,416 @@
+//! The writer thread: owns the only write connection and commits whatever is queued in one
+//! transaction, each request in its own savepoint.
+
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::rows::{bits_to_sql, store_error, to_sql_integer};
+use super::{schema, SqliteOptions};
+use crate::clock::Clock;
+use crate::codec::CodecId;
+use crate::event::NewEvent;
+use crate::snapshot::{SavedProjection, Snapshot};
+use crate::store::{AppendOutcome, ExpectedVersion, StoreError};
+use crate::types::{GlobalPosition, StreamId, Version};
+
+/// At most this many requests share one transaction, so one commit stays bounded in size.
+const MAX_GROUP: usize = 1024;
+
+const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, \
+     event_type, schema_version, codec, payload, metadata, recorded_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+const STREAM_VERSION: &str =
+    "SELECT MAX(version) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+
+const UPSERT_SNAPSHOT: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, \
+     fingerprint, codec, state, taken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = excluded.version, \
+     fingerprint = excluded.fingerprint, codec = excluded.codec, state = excluded.state, \
+     taken_at = excluded.taken_at WHERE excluded.version >= snapshots.version";
+
+const UPSERT_PROJECTION: &str = "INSERT INTO projections (name, position, codec, state, saved_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+     codec = excluded.codec, state = excluded.state, saved_at = excluded.saved_at";
+
+/// The answer to one request.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What the writer is asked to do.
+pub(super) enum Command {
+    /// Work to run in the next transaction.
+    Request(Request),
+    /// Finish the queued work, close the connection and stop; answered once it is closed.
+    Close(oneshot::Sender<()>),
+}
+
+/// Work for the write connection, answered after the transaction that ran it commits.
+pub(super) enum Request {
+    /// Append a batch to a stream.
+    Append(Append),
+    /// Save a snapshot unless a newer one is stored.
+    SaveSnapshot {
+        /// The snapshot.
+        snapshot: Snapshot,
+        /// Where the outcome goes.
+        reply: Reply<()>,
+    },
+    /// Replace a projection's saved state.
+    SaveProjection {
+        /// The state and checkpoint.
+        saved: SavedProjection,
+        /// Where the outcome goes.
+        reply: Reply<()>,
+    },
+}
+
+/// One batch to append.
+pub(super) struct Append {
+    /// The stream appended to.
+    pub(super) stream: StreamId,
+    /// The version the stream must be at.
+    pub(super) expected: ExpectedVersion,
+    /// The events, ready to bind.
+    pub(super) events: Vec<PreparedEvent>,
+    /// Where the outcome goes.
+    pub(super) reply: Reply<AppendOutcome>,
+}
+
+/// A [`NewEvent`] with its metadata already encoded, so the writer thread only binds values.
+pub(super) struct PreparedEvent {
+    event_id: Uuid,
+    event_type: String,
+    schema_version: u32,
+    codec: CodecId,
+    payload: Vec<u8>,
+    metadata: String,
+}
+
+impl PreparedEvent {
+    /// Encodes the metadata of `event` (on the caller's task, off the writer thread).
+    pub(super) fn new(event: NewEvent) -> Result<Self, StoreError> {
+        Ok(PreparedEvent {
+            metadata: super::rows::metadata_to_sql(&event.metadata)?,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            codec: event.codec,
+            payload: event.payload,
+        })
+    }
+}
+
+/// The whole group failed: the transaction was rolled back (or its commit failed), so the
+/// request that gets this error was not written, or, for a failed commit, may not be.
+#[derive(Debug, thiserror::Error)]
+#[error("the transaction this request was grouped into failed: {reason}")]
+struct GroupFailed {
+    reason: Arc<str>,
+}
+
+/// A request whose work is done, waiting for the commit before it is answered.
+enum Done {
+    Append(Reply<AppendOutcome>, Result<AppendOutcome, StoreError>),
+    Saved(Reply<()>, Result<(), StoreError>),
+}
+
+impl Done {
+    fn succeeded(&self) -> bool {
+        match self {
+            Done::Append(_, result) => result.is_ok(),
+            Done::Saved(_, result) => result.is_ok(),
+        }
+    }
+
+    /// Replaces the outcome with the group's failure.
+    fn fail(self, reason: &Arc<str>) -> Done {
+        let error = || {
+            StoreError::backend(GroupFailed {
+                reason: Arc::clone(reason),
+            })
+        };
+        match self {
+            Done::Append(reply, _) => Done::Append(reply, Err(error())),
+            Done::Saved(reply, _) => Done::Saved(reply, Err(error())),
+        }
+    }
+
+    fn send(self) {
+        // A caller that stopped waiting no longer needs the answer.
+        match self {
+            Done::Append(reply, result) => drop(reply.send(result)),
+            Done::Saved(reply, result) => drop(reply.send(result)),
+        }
+    }
+}
+
+/// The writer: the write connection and the clock that stamps appends.
+pub(super) struct Writer {
+    connection: Connection,
+    clock: Arc<dyn Clock>,
+    location: Arc<str>,
+}
+
+impl Writer {
+    /// Opens the write connection, checking (and if new, creating) the store.
+    pub(super) fn open(
+        path: &Path,
+        options: &SqliteOptions,
+        location: Arc<str>,
+    ) -> Result<Self, StoreError> {
+        schema::check_file(path, &location)?;
+        let mut connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| store_error(error, &location))?;
+        schema::configure(&connection, options.busy_timeout, &location)?;
+        schema::prepare_writer(&mut connection, options.synchronous, &location)?;
+        Ok(Writer {
+            connection,
+            clock: Arc::clone(&options.clock),
+            location,
+        })
+    }
+
+    /// Serves requests until a [`Command::Close`] arrives or every sender is gone.
+    pub(super) fn run(mut self, commands: &Receiver<Command>) {
+        let mut closing = Vec::new();
+        while closing.is_empty() {
+            let Ok(first) = commands.recv() else { break };
+            let queued = std::iter::from_fn(|| commands.try_recv().ok());
+            let mut group = Vec::with_capacity(8);
+            for command in std::iter::once(first).chain(queued.take(MAX_GROUP - 1)) {
+                match command {
+                    Command::Request(request) => group.push(request),
+                    Command::Close(reply) => closing.push(reply),
+                }
+            }
+            if !group.is_empty() {
+                self.commit(group);
+            }
+        }
+        // Closing the last connection checkpoints the log into the database file.
+        drop(self.connection.close());
+        for reply in closing {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Runs every request of `group` in one transaction and answers each after the commit.
+    fn commit(&mut self, group: Vec<Request>) {
+        if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
+            let reason: Arc<str> = format!("it could not begin ({error})").into();
+            for request in group {
+                Self::not_run(request).fail(&reason).send();
+            }
+            return;
+        }
+        let mut done = Vec::with_capacity(group.len());
+        let mut aborted: Option<Arc<str>> = None;
+        for request in group {
+            if let Some(reason) = &aborted {
+                Self::not_run(request).fail(reason).send();
+                continue;
+            }
+            match self.in_savepoint(request) {
+                Ok(finished) => done.push(finished),
+                Err((finished, reason)) => {
+                    done.push(finished);
+                    aborted = Some(reason);
+                }
+            }
+        }
+        if let Some(reason) = aborted {
+            self.roll_back();
+            for finished in done {
+                if finished.succeeded() {
+                    finished.fail(&reason).send();
+                } else {
+                    finished.send();
+                }
+            }
+            return;
+        }
+        if let Err(error) = self.connection.execute_batch("COMMIT") {
+            self.roll_back();
+            let reason: Arc<str> = format!(
+                "the commit failed ({error}); read the stream to learn whether it was stored"
+            )
+            .into();
+            for finished in done {
+                finished.fail(&reason).send();
+            }
+            return;
+        }
+        for finished in done {
+            finished.send();
+        }
+    }
+
+    /// A request that will not run, as an answer to fail.
+    fn not_run(request: Request) -> Done {
+        match request {
+            Request::Append(append) => Done::Append(append.reply, Err(StoreError::Closed)),
+            Request::SaveSnapshot { reply, .. } | Request::SaveProjection { reply, .. } => {
+                Done::Saved(reply, Err(StoreError::Closed))
+            }
+        }
+    }
+
+    fn execute_cached(&self, sql: &str) -> rusqlite::Result<()> {
+        self.connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(drop)
+    }
+
+    /// Runs one request inside a savepoint; a failed request is rolled back to it, leaving
+    /// the rest of the group intact. `Err` means the transaction itself is lost.
+    fn in_savepoint(&mut self, request: Request) -> Result<Done, (Done, Arc<str>)> {
+        if let Err(error) = self.execute_cached("SAVEPOINT request") {
+            let reason = format!("a savepoint could not be set ({error})").into();
+            return Err((Self::not_run(request), reason));
+        }
+        let finished = self.run_request(request);
+        let step = if finished.succeeded() {
+            self.execute_cached("RELEASE request")
+        } else if self.connection.is_autocommit() {
+            // The failure rolled back the whole transaction (SQLite does for some I/O errors).
+            return Err((finished, "a request's failure rolled it back".into()));
+        } else {
+            self.execute_cached("ROLLBACK TO request")
+                .and_then(|()| self.execute_cached("RELEASE request"))
+        };
+        match step {
+            Ok(()) => Ok(finished),
+            Err(error) => Err((
+                finished,
+                format!("a savepoint could not be released ({error})").into(),
+            )),
+        }
+    }
+
+    fn run_request(&self, request: Request) -> Done {
+        match request {
+            Request::Append(append) => {
+                let result = self.append(&append);
+                Done::Append(append.reply, result)
+            }
+            Request::SaveSnapshot { snapshot, reply } => {
+                Done::Saved(reply, self.save_snapshot(&snapshot))
+            }
+            Request::SaveProjection { saved, reply } => {
+                Done::Saved(reply, self.save_projection(&saved))
+            }
+        }
+    }
+
+    fn roll_back(&self) {
+        if !self.connection.is_autocommit() {
+            // If even the rollback fails, SQLite discards the transaction when the connection
+            // next begins one; the callers have their errors already.
+            drop(self.connection.execute_batch("ROLLBACK"));
+        }
+    }
+
+    fn sql_error(&self, error: rusqlite::Error) -> StoreError {
+        store_error(error, &self.location)
+    }
+
+    fn append(&self, append: &Append) -> Result<AppendOutcome, StoreError> {
+        let stream = &append.stream;
+        let stored: Option<i64> = self
+            .connection
+            .prepare_cached(STREAM_VERSION)
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![stream.aggregate_type(), stream.aggregate_id()],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(|error| self.sql_error(error))?;
+        let actual = match stored {
+            None => None,
+            Some(version) if version >= 1 => Some(Version(version as u64)),
+            Some(version) => {
+                return Err(StoreError::Corrupt {
+                    location: format!("stream `{stream}`"),
+                    reason: format!("its last version is {version}"),
+                })
+            }
+        };
+        append.expected.check(stream, actual)?;
+
+        let recorded_at = self.clock.now().as_micros();
+        let mut insert = self
+            .connection
+            .prepare_cached(INSERT_EVENT)
+            .map_err(|error| self.sql_error(error))?;
+        let mut version = actual.unwrap_or(Version::INITIAL);
+        for event in &append.events {
+            version = version.next();
+            insert
+                .execute(params![
+                    stream.aggregate_type(),
+                    stream.aggregate_id(),
+                    to_sql_integer(version.get(), "version")?,
+                    event.event_id.as_bytes().as_slice(),
+                    event.event_type,
+                    event.schema_version,
+                    event.codec.as_u8(),
+                    event.payload,
+                    event.metadata,
+                    recorded_at,
+                ])
+                .map_err(|error| self.sql_error(error))?;
+        }
+        Ok(AppendOutcome {
+            version,
+            position: GlobalPosition(self.connection.last_insert_rowid() as u64),
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let version = to_sql_integer(snapshot.version.get(), "snapshot version")?;
+        self.connection
+            .prepare_cached(UPSERT_SNAPSHOT)
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    snapshot.stream.aggregate_type(),
+                    snapshot.stream.aggregate_id(),
+                    version,
+                    bits_to_sql(snapshot.fingerprint),
+                    snapshot.codec.as_u8(),
+                    snapshot.state,
+                    snapshot.taken_at.as_micros(),
+                ])
+            })
+            .map(drop)
+            .map_err(|error| self.sql_error(error))
+    }
+
+    fn save_projection(&self, saved: &SavedProjection) -> Result<(), StoreError> {
+        let position = to_sql_integer(saved.position.get(), "projection position")?;
+        self.connection
+            .prepare_cached(UPSERT_PROJECTION)
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    saved.name,
+                    position,
+                    saved.codec.as_u8(),
+                    saved.state,
+                    saved.saved_at.as_micros(),
+                ])
+            })
+            .map(drop)
+            .map_err(|error| self.sql_error(error))
+    }
+}
