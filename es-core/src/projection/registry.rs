@@ -1,0 +1,627 @@
+//! The registry: many read models, each with its own checkpoint, fed from the global log.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{CodecError, CodecId};
+use crate::event::RecordedEvent;
+use crate::snapshot::{ProjectionStore, SavedProjection};
+use crate::store::EventStore;
+use crate::types::{GlobalPosition, Timestamp};
+
+use super::{AsOf, CatchUpReport, DuplicateProjection, Progress, Projection, ProjectionError};
+
+/// How many events one `read_all` call asks for, unless configured.
+const DEFAULT_PAGE_SIZE: usize = 512;
+/// How long [`ProjectionRegistry::catch_up_to`] waits for a position, unless configured.
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause between two polls of the log while waiting for a position.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest pause between two polls of the log.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A read model with its type erased, so one registry holds read models of many types.
+trait ErasedProjection: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn as_any(&self) -> &dyn Any;
+    fn handles(&self, event: &RecordedEvent) -> bool;
+    fn apply(
+        &mut self,
+        event: &RecordedEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    fn reset(&mut self);
+    /// A copy with the same configuration and no events applied.
+    fn fresh(&self) -> Box<dyn ErasedProjection>;
+    fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError>;
+    /// Replaces the state with the decoded `bytes`; on error the state is unchanged.
+    fn restore(&mut self, codec: CodecId, bytes: &[u8]) -> Result<(), CodecError>;
+}
+
+impl<P: Projection> ErasedProjection for P {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        Projection::handles(self, event)
+    }
+
+    fn apply(
+        &mut self,
+        event: &RecordedEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Projection::apply(self, event).map_err(|error| Box::new(error) as _)
+    }
+
+    fn reset(&mut self) {
+        Projection::reset(self);
+    }
+
+    fn fresh(&self) -> Box<dyn ErasedProjection> {
+        let mut copy = self.clone();
+        Projection::reset(&mut copy);
+        Box::new(copy)
+    }
+
+    fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError> {
+        codec.encode(self)
+    }
+
+    fn restore(&mut self, codec: CodecId, bytes: &[u8]) -> Result<(), CodecError> {
+        *self = codec.decode::<P>(bytes)?;
+        Ok(())
+    }
+}
+
+/// One registered read model and the position up to which it has seen the log.
+struct Entry {
+    model: Box<dyn ErasedProjection>,
+    checkpoint: GlobalPosition,
+}
+
+impl Entry {
+    fn fresh_copy(&self) -> Entry {
+        Entry {
+            model: self.model.fresh(),
+            checkpoint: GlobalPosition::START,
+        }
+    }
+}
+
+/// Many read models fed from one global log, each with its own checkpoint.
+///
+/// See the [module documentation](crate::projection) for the guarantees.
+///
+/// # Examples
+///
+/// ```
+/// # use es_core::projection::{Projection, ProjectionRegistry};
+/// # use es_core::RecordedEvent;
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// # struct Totals(u64);
+/// # impl Projection for Totals {
+/// #     const NAME: &'static str = "totals";
+/// #     type Error = std::convert::Infallible;
+/// #     fn apply(&mut self, _: &RecordedEvent) -> Result<(), Self::Error> { self.0 += 1; Ok(()) }
+/// #     fn reset(&mut self) { self.0 = 0; }
+/// # }
+/// let registry = ProjectionRegistry::new().with(Totals::default())?;
+/// // Registering the same read model twice is refused.
+/// assert!(registry.with(Totals::default()).is_err());
+/// # Ok::<(), es_core::projection::DuplicateProjection>(())
+/// ```
+pub struct ProjectionRegistry {
+    entries: Vec<Entry>,
+    page_size: usize,
+    wait_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for ProjectionRegistry {
+    fn default() -> Self {
+        ProjectionRegistry::new()
+    }
+}
+
+impl fmt::Debug for ProjectionRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionRegistry")
+            .field("checkpoints", &self.checkpoints().collect::<Vec<_>>())
+            .field("page_size", &self.page_size)
+            .field("wait_timeout", &self.wait_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProjectionRegistry {
+    /// An empty registry reading pages of 512 events and waiting at most 5 s in
+    /// [`catch_up_to`](ProjectionRegistry::catch_up_to).
+    #[must_use]
+    pub fn new() -> Self {
+        ProjectionRegistry {
+            entries: Vec::new(),
+            page_size: DEFAULT_PAGE_SIZE,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// This registry reading the log `page_size` events at a time (at least 1).
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// This registry waiting at most `timeout` in
+    /// [`catch_up_to`](ProjectionRegistry::catch_up_to).
+    #[must_use]
+    pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// This registry stamping saved read models with `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// This registry with `projection` registered, at checkpoint
+    /// [`GlobalPosition::START`].
+    ///
+    /// # Errors
+    /// [`DuplicateProjection`] if a read model of the same name is already registered.
+    pub fn with<P: Projection>(mut self, projection: P) -> Result<Self, DuplicateProjection> {
+        self.register(projection)?;
+        Ok(self)
+    }
+
+    /// Registers `projection` at checkpoint [`GlobalPosition::START`]: the next catch-up
+    /// replays the whole log into it, while the read models registered before only see what
+    /// is new to them.
+    ///
+    /// # Errors
+    /// [`DuplicateProjection`] if a read model of the same name is already registered.
+    pub fn register<P: Projection>(
+        &mut self,
+        projection: P,
+    ) -> Result<&mut Self, DuplicateProjection> {
+        if self
+            .entries
+            .iter()
+            .any(|entry| entry.model.name() == P::NAME)
+        {
+            return Err(DuplicateProjection { name: P::NAME });
+        }
+        self.entries.push(Entry {
+            model: Box::new(projection),
+            checkpoint: GlobalPosition::START,
+        });
+        Ok(self)
+    }
+
+    /// The registered read model of type `P`, if any.
+    #[must_use]
+    pub fn get<P: Projection>(&self) -> Option<&P> {
+        find(&self.entries)
+    }
+
+    /// The checkpoint of the read model of type `P`, if it is registered.
+    #[must_use]
+    pub fn checkpoint<P: Projection>(&self) -> Option<GlobalPosition> {
+        self.entries
+            .iter()
+            .find(|entry| entry.model.as_any().is::<P>())
+            .map(|entry| entry.checkpoint)
+    }
+
+    /// The name and checkpoint of every registered read model, in registration order.
+    pub fn checkpoints(&self) -> impl Iterator<Item = (&'static str, GlobalPosition)> + '_ {
+        self.entries
+            .iter()
+            .map(|entry| (entry.model.name(), entry.checkpoint))
+    }
+
+    /// The lowest checkpoint: every read model has seen every event at or before it.
+    /// [`GlobalPosition::START`] for an empty registry.
+    #[must_use]
+    pub fn position(&self) -> GlobalPosition {
+        lowest_checkpoint(&self.entries)
+    }
+
+    /// How many read models are registered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no read model is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Applies every event of the log that a read model has not seen yet, up to the end of the
+    /// log as it is when the call starts.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Apply`] when a read model fails: the run stops at that event, the
+    /// failing read model's checkpoint stays before it, and every other checkpoint matches
+    /// exactly what its read model has applied. [`ProjectionError::Store`] when reading fails.
+    pub async fn catch_up<S: EventStore>(
+        &mut self,
+        store: &S,
+    ) -> Result<CatchUpReport, ProjectionError> {
+        self.catch_up_with_progress(store, |_| {}).await
+    }
+
+    /// [`catch_up`](ProjectionRegistry::catch_up), calling `progress` after every page.
+    pub async fn catch_up_with_progress<S, F>(
+        &mut self,
+        store: &S,
+        mut progress: F,
+    ) -> Result<CatchUpReport, ProjectionError>
+    where
+        S: EventStore,
+        F: FnMut(Progress) + Send,
+    {
+        run(
+            &mut self.entries,
+            store,
+            self.page_size,
+            Bound::default(),
+            &mut progress,
+        )
+        .await
+    }
+
+    /// Applies every event up to and including `position`, waiting until the log shows it:
+    /// pass the [`AppendOutcome::position`](crate::AppendOutcome) of your own append to read
+    /// your own writes. Events after `position` are left for the next catch-up.
+    ///
+    /// The log is polled with growing pauses (1 ms up to 50 ms) for at most the wait timeout
+    /// (see [`with_wait_timeout`](ProjectionRegistry::with_wait_timeout)). Waiting uses Tokio's
+    /// timer, so the runtime needs its time driver enabled.
+    ///
+    /// # Errors
+    /// [`ProjectionError::PositionNotReached`] if the position is still not visible when the
+    /// timeout runs out, and the errors of [`catch_up`](ProjectionRegistry::catch_up).
+    pub async fn catch_up_to<S: EventStore>(
+        &mut self,
+        store: &S,
+        position: GlobalPosition,
+    ) -> Result<CatchUpReport, ProjectionError> {
+        let started = Instant::now();
+        let mut pause = FIRST_POLL_INTERVAL;
+        let mut events = 0;
+        loop {
+            let bound = Bound {
+                up_to: Some(position),
+                until: None,
+            };
+            let report = run(&mut self.entries, store, self.page_size, bound, &mut |_| {}).await?;
+            events += report.events;
+            if self.entries.is_empty() || report.position >= position {
+                return Ok(CatchUpReport {
+                    events,
+                    position: report.position,
+                });
+            }
+            let waited = started.elapsed();
+            let Some(remaining) = self
+                .wait_timeout
+                .checked_sub(waited)
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(ProjectionError::PositionNotReached {
+                    requested: position,
+                    reached: report.position,
+                    waited,
+                });
+            };
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(MAX_POLL_INTERVAL);
+        }
+    }
+
+    /// Forgets every applied event: resets each read model and its checkpoint.
+    pub fn reset(&mut self) {
+        for entry in &mut self.entries {
+            entry.model.reset();
+            entry.checkpoint = GlobalPosition::START;
+        }
+    }
+
+    /// Resets every read model and replays the whole log into them.
+    ///
+    /// # Errors
+    /// As for [`catch_up`](ProjectionRegistry::catch_up).
+    pub async fn rebuild<S: EventStore>(
+        &mut self,
+        store: &S,
+    ) -> Result<CatchUpReport, ProjectionError> {
+        self.rebuild_with_progress(store, |_| {}).await
+    }
+
+    /// [`rebuild`](ProjectionRegistry::rebuild), calling `progress` after every page.
+    pub async fn rebuild_with_progress<S, F>(
+        &mut self,
+        store: &S,
+        progress: F,
+    ) -> Result<CatchUpReport, ProjectionError>
+    where
+        S: EventStore,
+        F: FnMut(Progress) + Send,
+    {
+        self.reset();
+        self.catch_up_with_progress(store, progress).await
+    }
+
+    /// Fresh copies of every registered read model (same configuration, no events), built from
+    /// the log as it was at `at`. The registry itself is not changed.
+    ///
+    /// For [`AsOf::Time`], every event with `recorded_at <= t` is applied, in global order,
+    /// whatever its position: the whole log is read.
+    ///
+    /// # Errors
+    /// As for [`catch_up`](ProjectionRegistry::catch_up).
+    pub async fn as_of<S: EventStore>(
+        &self,
+        store: &S,
+        at: AsOf,
+    ) -> Result<HistoricalView, ProjectionError> {
+        let mut entries: Vec<Entry> = self.entries.iter().map(Entry::fresh_copy).collect();
+        let bound = match at {
+            AsOf::Position(position) => Bound {
+                up_to: Some(position),
+                until: None,
+            },
+            AsOf::Time(time) => Bound {
+                up_to: None,
+                until: Some(time),
+            },
+        };
+        let report = run(&mut entries, store, self.page_size, bound, &mut |_| {}).await?;
+        Ok(HistoricalView {
+            entries,
+            at,
+            position: report.position,
+        })
+    }
+
+    /// Saves every read model's state, encoded with `codec`, and its checkpoint in `store`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Encode`] for a state the codec cannot represent and
+    /// [`ProjectionError::Store`] when saving fails. Read models saved before the failure stay
+    /// saved; each saved state matches its own checkpoint.
+    pub async fn save_to<P: ProjectionStore>(
+        &self,
+        store: &P,
+        codec: CodecId,
+    ) -> Result<(), ProjectionError> {
+        for entry in &self.entries {
+            let projection = entry.model.name();
+            let state = entry
+                .model
+                .encode(codec)
+                .map_err(|source| ProjectionError::Encode { projection, source })?;
+            store
+                .save_projection(SavedProjection {
+                    name: projection.to_owned(),
+                    position: entry.checkpoint,
+                    codec,
+                    state,
+                    saved_at: self.clock.now(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces each read model's state and checkpoint with the ones saved in `store`, so the
+    /// next catch-up only applies what came after.
+    ///
+    /// A read model with no saved state is left as it is. A saved state that does not decode
+    /// (written by an older layout of the read model, or damaged) is discarded with a warning:
+    /// that read model is reset and replays the log from the start.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Store`] when loading fails.
+    pub async fn restore_from<P: ProjectionStore>(
+        &mut self,
+        store: &P,
+    ) -> Result<RestoreReport, ProjectionError> {
+        let mut report = RestoreReport::default();
+        for entry in &mut self.entries {
+            let name = entry.model.name();
+            let Some(saved) = store.load_projection(name).await? else {
+                report.missing.push(name);
+                continue;
+            };
+            match entry.model.restore(saved.codec, &saved.state) {
+                Ok(()) => {
+                    entry.checkpoint = saved.position;
+                    report.restored.push(name);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        projection = name,
+                        position = %saved.position,
+                        error = &error as &dyn std::error::Error,
+                        "saved read model does not decode; it will be rebuilt from the log"
+                    );
+                    entry.model.reset();
+                    entry.checkpoint = GlobalPosition::START;
+                    report.discarded.push(name);
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What [`ProjectionRegistry::restore_from`] found, by read model name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Read models whose saved state and checkpoint were restored.
+    pub restored: Vec<&'static str>,
+    /// Read models with no saved state.
+    pub missing: Vec<&'static str>,
+    /// Read models whose saved state did not decode; they were reset to replay from the start.
+    pub discarded: Vec<&'static str>,
+}
+
+/// Read models as they were at some point in history, from
+/// [`ProjectionRegistry::as_of`].
+pub struct HistoricalView {
+    entries: Vec<Entry>,
+    at: AsOf,
+    position: GlobalPosition,
+}
+
+impl fmt::Debug for HistoricalView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self
+            .entries
+            .iter()
+            .map(|entry| entry.model.name())
+            .collect();
+        f.debug_struct("HistoricalView")
+            .field("at", &self.at)
+            .field("position", &self.position)
+            .field("projections", &names)
+            .finish()
+    }
+}
+
+impl HistoricalView {
+    /// The read model of type `P` as it was, if it is registered.
+    #[must_use]
+    pub fn get<P: Projection>(&self) -> Option<&P> {
+        find(&self.entries)
+    }
+
+    /// The point in history this view shows.
+    #[must_use]
+    pub fn at(&self) -> AsOf {
+        self.at
+    }
+
+    /// The position of the last event of the log the view considered.
+    #[must_use]
+    pub fn position(&self) -> GlobalPosition {
+        self.position
+    }
+}
+
+fn find<P: Projection>(entries: &[Entry]) -> Option<&P> {
+    entries
+        .iter()
+        .find_map(|entry| entry.model.as_any().downcast_ref::<P>())
+}
+
+fn lowest_checkpoint(entries: &[Entry]) -> GlobalPosition {
+    entries
+        .iter()
+        .map(|entry| entry.checkpoint)
+        .min()
+        .unwrap_or(GlobalPosition::START)
+}
+
+/// Which part of the log a run applies.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bound {
+    /// Stop after this position (default: the end of the log when the run starts).
+    up_to: Option<GlobalPosition>,
+    /// Apply only events recorded at or before this instant (the others are still seen).
+    until: Option<Timestamp>,
+}
+
+/// Reads the log from the lowest checkpoint in pages and applies each event to every entry
+/// that has not seen it, in position order.
+async fn run<S: EventStore>(
+    entries: &mut [Entry],
+    store: &S,
+    page_size: usize,
+    bound: Bound,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<CatchUpReport, ProjectionError> {
+    if entries.is_empty() {
+        return Ok(CatchUpReport::default());
+    }
+    let end = store.last_position().await?;
+    let target = bound.up_to.map_or(end, |position| position.min(end));
+    let mut after = lowest_checkpoint(entries);
+    let mut events = 0;
+    // Whether every event at or before `target` has been seen by every entry.
+    let mut complete = after >= target;
+    while !complete {
+        let page = store.read_all(after, page_size).await?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            let position = event.global_position;
+            if position <= after {
+                return Err(ProjectionError::OutOfOrder {
+                    previous: after,
+                    found: position,
+                });
+            }
+            if position > target {
+                complete = true;
+                break;
+            }
+            let visible = bound.until.is_none_or(|until| event.recorded_at <= until);
+            for entry in entries.iter_mut() {
+                if entry.checkpoint >= position {
+                    continue;
+                }
+                if visible && entry.model.handles(event) {
+                    entry
+                        .model
+                        .apply(event)
+                        .map_err(|source| ProjectionError::Apply {
+                            projection: entry.model.name(),
+                            position,
+                            event_type: event.event_type.clone(),
+                            source,
+                        })?;
+                }
+                entry.checkpoint = position;
+            }
+            after = position;
+            events += 1;
+            if position == target {
+                complete = true;
+                break;
+            }
+        }
+        progress(Progress {
+            events,
+            position: after,
+            target,
+        });
+    }
+    if complete {
+        // Every event up to `target` has been seen, including any burned positions just
+        // before it: the checkpoints can say so.
+        for entry in entries.iter_mut() {
+            entry.checkpoint = entry.checkpoint.max(target);
+        }
+    }
+    Ok(CatchUpReport {
+        events,
+        position: lowest_checkpoint(entries),
+    })
+}
