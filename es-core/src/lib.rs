@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod clock;
 pub mod codec;
 pub mod event;
+pub mod projection;
 pub mod repository;
 pub mod snapshot;
 pub mod store;
@@ -20,6 +21,7 @@ pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard};
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
+pub use projection::{AsOf, Projection, ProjectionError, ProjectionRegistry};
 pub use repository::{CommandError, Repository, RepositoryError};
 pub use snapshot::{NoSnapshots, ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 pub use store::{
@@ -38,6 +40,7 @@ pub mod __private {
     pub use core;
     pub use serde;
     pub use std;
+    pub use tokio;
 
     /// Compares two strings in a const context (used to check upcast chains at compile time).
     #[must_use]
