@@ -1,0 +1,81 @@
+//! `impl Event` for an event struct, and the compile-time checks of its upcast chain.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::valid::{path_text, EventModel};
+
+/// The expansion of `#[derive(Event)]`.
+pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
+    let EventModel {
+        ident,
+        name,
+        version,
+        upcast_from,
+    } = model;
+
+    let decode_older = upcast_from.as_ref().map(|previous| {
+        // Spanned at the attribute, so a missing `From<Previous>` impl is reported there.
+        let decode_upcast = quote_spanned! {previous.span()=>
+            ::es_core::__private::decode_upcast::<#previous, Self>
+        };
+        quote! {
+            if schema_version < <Self as ::es_core::Event>::VERSION {
+                return #decode_upcast(schema_version, codec, payload);
+            }
+        }
+    });
+
+    let chain_checks = upcast_from.as_ref().map(|previous| {
+        let written = path_text(previous);
+        let same_name = format!(
+            "`#[event(upcast_from = {written})]`: `{written}` must be an earlier version of the \
+             same event, with the same `Event::NAME` as `{ident}` (\"{name}\")"
+        );
+        let lower_version = format!(
+            "`#[event(upcast_from = {written})]`: `{written}` must have a lower \
+             `Event::VERSION` than `{ident}` (version {version})"
+        );
+        quote_spanned! {previous.span()=>
+            const _: () = {
+                ::es_core::__private::core::assert!(
+                    ::es_core::__private::str_eq(
+                        <#previous as ::es_core::Event>::NAME,
+                        <#ident as ::es_core::Event>::NAME,
+                    ),
+                    #same_name,
+                );
+                ::es_core::__private::core::assert!(
+                    <#previous as ::es_core::Event>::VERSION
+                        < <#ident as ::es_core::Event>::VERSION,
+                    #lower_version,
+                );
+            };
+        }
+    });
+
+    quote! {
+        #[automatically_derived]
+        impl ::es_core::Event for #ident {
+            const NAME: &'static ::es_core::__private::core::primitive::str = #name;
+            const VERSION: ::es_core::__private::core::primitive::u32 = #version;
+
+            fn decode_versioned(
+                schema_version: ::es_core::__private::core::primitive::u32,
+                codec: ::es_core::CodecId,
+                payload: &[::es_core::__private::core::primitive::u8],
+            ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
+                if schema_version == <Self as ::es_core::Event>::VERSION {
+                    return ::es_core::__private::decode_current::<Self>(codec, payload);
+                }
+                #decode_older
+                ::es_core::__private::core::result::Result::Err(
+                    ::es_core::__private::unknown_schema_version::<Self>(schema_version),
+                )
+            }
+        }
+
+        #chain_checks
+    }
+}
