@@ -41,8 +41,8 @@ fn event_enum(model: &AggregateModel<'_>) -> TokenStream {
         quote! {
             #[automatically_derived]
             impl ::es_core::__private::core::convert::From<#path> for #event_enum {
-                fn from(event: #path) -> Self {
-                    #event_enum::#variant(event)
+                fn from(__event: #path) -> Self {
+                    #event_enum::#variant(__event)
                 }
             }
         }
@@ -90,37 +90,37 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
 
             fn encode(
                 &self,
-                codec: ::es_core::CodecId,
+                __codec: ::es_core::CodecId,
             ) -> ::es_core::__private::core::result::Result<
                 ::es_core::__private::std::vec::Vec<::es_core::__private::core::primitive::u8>,
                 ::es_core::CodecError,
             > {
                 // The event struct alone: the variant index is never stored.
                 match *self {
-                    #(#event_enum::#variants(ref event) => codec.encode(event),)*
+                    #(#event_enum::#variants(ref __event) => __codec.encode(__event),)*
                 }
             }
 
             fn decode(
-                event_type: &::es_core::__private::core::primitive::str,
-                schema_version: ::es_core::__private::core::primitive::u32,
-                codec: ::es_core::CodecId,
-                payload: &[::es_core::__private::core::primitive::u8],
+                __event_type: &::es_core::__private::core::primitive::str,
+                __schema_version: ::es_core::__private::core::primitive::u32,
+                __codec: ::es_core::CodecId,
+                __payload: &[::es_core::__private::core::primitive::u8],
             ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
                 #(
-                    if event_type == <#paths as ::es_core::Event>::NAME {
+                    if __event_type == <#paths as ::es_core::Event>::NAME {
                         return ::es_core::__private::core::result::Result::map(
                             <#paths as ::es_core::Event>::decode_versioned(
-                                schema_version,
-                                codec,
-                                payload,
+                                __schema_version,
+                                __codec,
+                                __payload,
                             ),
                             #event_enum::#variants,
                         );
                     }
                 )*
                 ::es_core::__private::core::result::Result::Err(
-                    ::es_core::__private::unknown_event_type(event_type),
+                    ::es_core::__private::unknown_event_type(__event_type),
                 )
             }
         }
@@ -147,15 +147,15 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
     let fingerprint_events = events.iter().map(|event| {
         let path = &event.path;
         quote! {
-            let hash = ::es_core::__private::fingerprint_extend(hash, &[0xff]);
-            let hash = ::es_core::__private::fingerprint_extend(
-                hash,
+            let __hash = ::es_core::__private::fingerprint_extend(__hash, &[0xff]);
+            let __hash = ::es_core::__private::fingerprint_extend(
+                __hash,
                 ::es_core::__private::core::primitive::str::as_bytes(
                     <#path as ::es_core::Event>::NAME,
                 ),
             );
-            let hash = ::es_core::__private::fingerprint_extend(
-                hash,
+            let __hash = ::es_core::__private::fingerprint_extend(
+                __hash,
                 &::es_core::__private::core::primitive::u32::to_le_bytes(
                     <#path as ::es_core::Event>::VERSION,
                 ),
@@ -169,7 +169,7 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
             <#ident as ::es_core::Apply<#path>>::apply
         };
         quote! {
-            #event_enum::#variant(ref event) => #apply(self, event),
+            #event_enum::#variant(ref __event) => #apply(self, __event),
         }
     });
 
@@ -185,13 +185,13 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
             > = #snapshot_every;
 
             const SCHEMA_FINGERPRINT: ::es_core::__private::core::primitive::u64 = {
-                let hash = ::es_core::__private::fingerprint(#schema_text);
+                let __hash = ::es_core::__private::fingerprint(#schema_text);
                 #(#fingerprint_events)*
-                hash
+                __hash
             };
 
-            fn apply_event(&mut self, event: &Self::Event) {
-                match *event {
+            fn apply_event(&mut self, __event: &Self::Event) {
+                match *__event {
                     #(#arms)*
                 }
             }

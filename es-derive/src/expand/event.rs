@@ -21,8 +21,8 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
             ::es_core::__private::decode_upcast::<#previous, Self>
         };
         quote! {
-            if schema_version < <Self as ::es_core::Event>::VERSION {
-                return #decode_upcast(schema_version, codec, payload);
+            if __schema_version < <Self as ::es_core::Event>::VERSION {
+                return #decode_upcast(__schema_version, __codec, __payload);
             }
         }
     });
@@ -62,16 +62,16 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
             const VERSION: ::es_core::__private::core::primitive::u32 = #version;
 
             fn decode_versioned(
-                schema_version: ::es_core::__private::core::primitive::u32,
-                codec: ::es_core::CodecId,
-                payload: &[::es_core::__private::core::primitive::u8],
+                __schema_version: ::es_core::__private::core::primitive::u32,
+                __codec: ::es_core::CodecId,
+                __payload: &[::es_core::__private::core::primitive::u8],
             ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
-                if schema_version == <Self as ::es_core::Event>::VERSION {
-                    return ::es_core::__private::decode_current::<Self>(codec, payload);
+                if __schema_version == <Self as ::es_core::Event>::VERSION {
+                    return ::es_core::__private::decode_current::<Self>(__codec, __payload);
                 }
                 #decode_older
                 ::es_core::__private::core::result::Result::Err(
-                    ::es_core::__private::unknown_schema_version::<Self>(schema_version),
+                    ::es_core::__private::unknown_schema_version::<Self>(__schema_version),
                 )
             }
         }
