@@ -1,6 +1,9 @@
 //! The store conformance suite against the in-memory store.
 
-#[test]
-fn in_memory_store_keeps_the_contract() {
-    // Filled by the conformance suite.
+use es_core::{InMemory, ManualClock};
+
+async fn store(clock: ManualClock) -> InMemory {
+    InMemory::with_clock(clock)
 }
+
+es_core::conformance_tests!(store);
