@@ -78,6 +78,15 @@ pub mod __private {
         hash
     }
 
+    /// Encodes one event struct (the payload of a generated `EventSet::encode`). Bounded on
+    /// `Event` alone, so a listed type that is not an event gives one error, not one per trait.
+    pub fn encode_event<E: crate::Event>(
+        codec: crate::CodecId,
+        event: &E,
+    ) -> Result<Vec<u8>, crate::CodecError> {
+        codec.encode(event)
+    }
+
     /// The error for a stored event type name that is not in the event set.
     #[must_use]
     pub fn unknown_event_type(event_type: &str) -> crate::DecodeError {
