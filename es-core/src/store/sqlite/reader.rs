@@ -16,7 +16,7 @@ use super::{schema, SqliteOptions};
 use crate::event::RecordedEvent;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, VersionRange};
-use crate::types::{GlobalPosition, StreamId, Timestamp};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// A query to run on a read connection; it answers its caller itself.
 pub(super) type Query = Box<dyn FnOnce(&Connection) + Send>;
@@ -107,6 +107,10 @@ fn collect<T>(
 }
 
 /// The events of `stream` in `range`, in version order.
+///
+/// A read from the first version has no lower bound in SQL, so a row whose version was damaged
+/// below 1 is read (and reported as corrupt) rather than skipped; the versions read must then
+/// run on without a gap, which catches a row whose version became unreadable.
 pub(super) fn read_stream(
     connection: &Connection,
     stream: &StreamId,
@@ -115,20 +119,40 @@ pub(super) fn read_stream(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
-         AND version BETWEEN ?3 AND ?4 ORDER BY version"
+         AND version >= ?3 AND version <= ?4 ORDER BY version"
     );
-    collect(
+    let first = range.from.max(Version(1));
+    let lowest = if first == Version(1) {
+        i64::MIN
+    } else {
+        to_sql_bound(first.get())
+    };
+    let events = collect(
         connection,
         &sql,
         params![
             stream.aggregate_type(),
             stream.aggregate_id(),
-            to_sql_bound(range.from.get()),
+            lowest,
             to_sql_bound(range.to.get()),
         ],
         event_from_row,
         location,
-    )
+    )?;
+    let mut expected = first;
+    for event in &events {
+        if event.version != expected {
+            return Err(StoreError::Corrupt {
+                location: format!("stream `{stream}`"),
+                reason: format!(
+                    "version {expected} is missing (the next event read has version {})",
+                    event.version
+                ),
+            });
+        }
+        expected = expected.next();
+    }
+    Ok(events)
 }
 
 /// The events of `stream` recorded at or before `until`, in version order.
