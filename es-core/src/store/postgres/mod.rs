@@ -1,0 +1,479 @@
+//! The PostgreSQL store: one event store shared by many application nodes.
+//!
+//! ```no_run
+//! use es_core::store::postgres::{Postgres, PostgresOptions};
+//! use es_core::{EventStore, GlobalPosition};
+//!
+//! # async fn example() -> Result<(), es_core::StoreError> {
+//! // The tables go in the schema `event_store`, created on first connect.
+//! let store = Postgres::connect("postgres://app:secret@127.0.0.1:5432/app").await?;
+//! let first_page = store.read_all(GlobalPosition::START, 100).await?;
+//!
+//! // Or choose the schema and the pool size.
+//! let options = PostgresOptions::new("postgres://app:secret@127.0.0.1:5432/app")
+//!     .with_schema("orders")
+//!     .with_pool_size(8);
+//! let orders = Postgres::connect_with(options).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! Connecting creates (once, under an advisory lock, so many nodes may connect at once) four
+//! tables in the configured schema: `events`, `snapshots`, `projections` and `meta`, which
+//! records the schema version; a store written by a newer release is refused with
+//! [`StoreError::NewerSchema`]. The schema name must be a plain lowercase identifier; every
+//! value goes to the server as a bound parameter.
+//!
+//! # How an append works
+//!
+//! One round trip, pipelined: `BEGIN`; take a transaction-scoped advisory lock on the stream
+//! (so appends to one stream queue up and the version check sees the last commit); take the
+//! store's *position lock*; one `INSERT ... SELECT FROM unnest(...)` that checks the
+//! expected version and writes the whole batch, or nothing; release the position lock;
+//! `COMMIT`. A version mismatch inserts no row and comes back as a typed
+//! [`Conflict`](crate::Conflict) with the actual version read under the same lock. A unique
+//! violation or serialization failure (a writer that bypassed the stream lock, or a
+//! serializable default isolation level) is also reported as a conflict, never as a raw
+//! database error.
+//!
+//! # Why reads are gap-safe
+//!
+//! PostgreSQL commits concurrent transactions in any order, so a transaction holding
+//! positions 5 and 6 can commit after another one holding 7: a reader that resumed after 7
+//! would skip 5 and 6. Two rules prevent that.
+//!
+//! - Every row records its transaction id (`pg_current_xact_id()`), and transaction ids are
+//!   handed out in the same order as positions: both are taken while the position lock is
+//!   held, which covers only the insert itself (not the commit's flush to disk).
+//! - `read_all` and `last_position` return only rows whose transaction id is below
+//!   `pg_snapshot_xmin(pg_current_snapshot())`: every older transaction has ended, so any
+//!   row that becomes visible later belongs to a newer transaction and has a higher position
+//!   than everything already returned.
+//!
+//! The cost of the second rule: while any transaction of the database cluster that has
+//! written something stays open, events committed after it began are held back from
+//! `read_all` (they are still in `read_stream`). Keep transactions short; an idle open
+//! transaction in another application delays the read models of this one.
+//!
+//! Connections are plain TCP (no TLS). A connection lost mid-append gives
+//! [`StoreError::Connection`]; the transaction is rolled back by the server unless its
+//! `COMMIT` had already been processed, so read the stream to learn which.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::clock::{Clock, SystemClock};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
+
+mod append;
+mod errors;
+mod rows;
+mod schema;
+
+#[doc(hidden)]
+pub use append::AppendEnding;
+
+use errors::{pool_error, query_error};
+use rows::{check_text, to_bigint};
+use schema::{lock_key, SchemaName, Sql};
+
+/// How to connect to PostgreSQL: the server URL, the schema holding the tables, the pool
+/// size and the clock that stamps events.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    url: String,
+    schema: String,
+    pool_size: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl PostgresOptions {
+    /// The schema the tables go in unless [`PostgresOptions::with_schema`] says otherwise.
+    pub const DEFAULT_SCHEMA: &'static str = "event_store";
+    /// The most connections the pool opens unless [`PostgresOptions::with_pool_size`] says
+    /// otherwise.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+
+    /// Options for the server at `url`, a libpq-style URL or key/value string such as
+    /// `postgres://user:password@host:5432/database` (all of tokio-postgres' parameters, for
+    /// example `application_name` or `connect_timeout`, are accepted).
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: PostgresOptions::DEFAULT_SCHEMA.to_owned(),
+            pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Puts the tables in `schema`: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting
+    /// with a digit or `pg_`. Checked by [`Postgres::connect_with`].
+    #[must_use]
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Opens at most `size` connections (at least 1).
+    #[must_use]
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Stamps events with `clock` instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The schema the tables go in.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The most connections the pool opens.
+    #[must_use]
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("PostgresOptions")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event store, snapshot store and projection store in a PostgreSQL database, for many
+/// application nodes sharing one store. Clones share one connection pool.
+///
+/// Keeps the whole [`EventStore`] contract, with a gap-safe global order across nodes; see
+/// the [module docs](self) for how.
+#[derive(Clone)]
+pub struct Postgres {
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a [`Postgres`] shares.
+struct Shared {
+    pool: Pool,
+    schema: SchemaName,
+    sql: Sql,
+    clock: Arc<dyn Clock>,
+    /// The advisory-lock key that orders position and transaction-id assignment.
+    positions_key: i64,
+}
+
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.shared.pool.status();
+        f.debug_struct("Postgres")
+            .field("schema", &self.shared.schema.as_str())
+            .field("connections", &status.size)
+            .field("idle_connections", &status.available)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// Connects to the server at `url` with the default schema and pool size, creating the
+    /// tables if they do not exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a URL that does not parse, [`StoreError::Connection`] when
+    /// the server cannot be reached or refuses the login, and the errors of
+    /// [`Postgres::connect_with`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self, StoreError> {
+        Postgres::connect_with(PostgresOptions::new(url)).await
+    }
+
+    /// Connects with `options`, creating the schema and its tables if they do not exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for an invalid schema name, pool size or URL;
+    /// [`StoreError::Connection`] when the server cannot be reached or refuses the login;
+    /// [`StoreError::NotAStore`] when the schema holds other tables;
+    /// [`StoreError::NewerSchema`] when a newer release wrote the store.
+    pub async fn connect_with(options: PostgresOptions) -> Result<Self, StoreError> {
+        let schema = SchemaName::parse(&options.schema)?;
+        if options.pool_size == 0 {
+            return Err(StoreError::Config(
+                "the pool size must be at least 1".to_owned(),
+            ));
+        }
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|error| StoreError::Config(format!("invalid PostgreSQL URL: {error}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("es-core");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .build()
+            .map_err(|error| StoreError::Config(error.to_string()))?;
+
+        let mut client = pool.get().await.map_err(pool_error)?;
+        schema::migrate(&mut client, &schema).await?;
+        drop(client);
+
+        Ok(Postgres {
+            shared: Arc::new(Shared {
+                pool,
+                positions_key: lock_key(&["positions", schema.as_str()]),
+                sql: Sql::new(&schema),
+                schema,
+                clock: options.clock,
+            }),
+        })
+    }
+
+    /// The schema holding the tables.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        self.shared.schema.as_str()
+    }
+
+    /// Closes the pool: open connections close once returned, and every later operation
+    /// fails with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.shared.pool.close();
+    }
+
+    /// Like [`EventStore::append`], ending the transaction as `ending` says. Test support
+    /// (delayed and rolled-back commits); not public API.
+    #[doc(hidden)]
+    pub async fn append_ending(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        ending: AppendEnding,
+    ) -> Result<AppendOutcome, StoreError> {
+        append::append(&self.shared, stream, expected, events, ending).await
+    }
+}
+
+/// Whether PostgreSQL text can hold the stream id (if not, the stream cannot exist).
+fn is_storable(stream: &StreamId) -> bool {
+    !stream.aggregate_type().contains('\0') && !stream.aggregate_id().contains('\0')
+}
+
+impl Shared {
+    /// Runs `sql` with `params` on a pooled connection and returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        client.query(&statement, params).await.map_err(query_error)
+    }
+
+    /// The last version of `stream` (`None`: no events).
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<Version>, StoreError> {
+        if !is_storable(stream) {
+            return Ok(None);
+        }
+        let rows = self
+            .query(
+                &self.sql.stream_version,
+                &[&stream.aggregate_type(), &stream.aggregate_id()],
+            )
+            .await?;
+        let version: Option<i64> = rows
+            .first()
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(query_error)?
+            .flatten();
+        Ok(version.map(|version| Version(version.max(0) as u64)))
+    }
+
+    fn events(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, StoreError> {
+        rows.iter().map(rows::recorded_event).collect()
+    }
+}
+
+impl EventStore for Postgres {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        append::append(&self.shared, stream, expected, events, AppendEnding::Commit).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = to_bigint(range.from.get().max(1));
+        let to = to_bigint(range.to.get());
+        if from > to || !is_storable(stream) {
+            return Ok(Vec::new());
+        }
+        let shared = &self.shared;
+        let rows = shared
+            .query(
+                &shared.sql.read_stream,
+                &[&stream.aggregate_type(), &stream.aggregate_id(), &from, &to],
+            )
+            .await?;
+        Shared::events(&rows)
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if !is_storable(stream) {
+            return Ok(Vec::new());
+        }
+        let shared = &self.shared;
+        let rows = shared
+            .query(
+                &shared.sql.read_stream_until,
+                &[
+                    &stream.aggregate_type(),
+                    &stream.aggregate_id(),
+                    &until.as_micros(),
+                ],
+            )
+            .await?;
+        Shared::events(&rows)
+    }
+
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Ok(after) = i64::try_from(after.get()) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let shared = &self.shared;
+        let rows = shared
+            .query(&shared.sql.read_all, &[&after, &limit])
+            .await?;
+        Shared::events(&rows)
+    }
+
+    async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
+        let shared = &self.shared;
+        let rows = shared.query(&shared.sql.last_position, &[]).await?;
+        match rows.first() {
+            None => Ok(GlobalPosition::START),
+            Some(row) => {
+                let position: i64 = row.try_get(0).map_err(query_error)?;
+                Ok(GlobalPosition(position.max(0) as u64))
+            }
+        }
+    }
+}
+
+impl SnapshotStore for Postgres {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let stream = &snapshot.stream;
+        check_text("aggregate type", stream.aggregate_type())?;
+        check_text("aggregate id", stream.aggregate_id())?;
+        let shared = &self.shared;
+        shared
+            .query(
+                &shared.sql.save_snapshot,
+                &[
+                    &stream.aggregate_type(),
+                    &stream.aggregate_id(),
+                    &to_bigint(snapshot.version.get()),
+                    // The same 64 bits in a signed column.
+                    &(snapshot.fingerprint as i64),
+                    &i16::from(snapshot.codec.as_u8()),
+                    &snapshot.state,
+                    &snapshot.taken_at.as_micros(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        if !is_storable(stream) {
+            return Ok(None);
+        }
+        let shared = &self.shared;
+        let rows = shared
+            .query(
+                &shared.sql.load_snapshot,
+                &[&stream.aggregate_type(), &stream.aggregate_id()],
+            )
+            .await?;
+        rows.first()
+            .map(|row| rows::snapshot(stream, row))
+            .transpose()
+    }
+}
+
+impl ProjectionStore for Postgres {
+    async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        check_text("projection name", &saved.name)?;
+        let shared = &self.shared;
+        shared
+            .query(
+                &shared.sql.save_projection,
+                &[
+                    &saved.name,
+                    &to_bigint(saved.position.get()),
+                    &i16::from(saved.codec.as_u8()),
+                    &saved.state,
+                    &saved.saved_at.as_micros(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
+        if name.contains('\0') {
+            return Ok(None);
+        }
+        let shared = &self.shared;
+        let rows = shared.query(&shared.sql.load_projection, &[&name]).await?;
+        rows.first()
+            .map(|row| rows::saved_projection(name, row))
+            .transpose()
+    }
+}

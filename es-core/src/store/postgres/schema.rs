@@ -1,0 +1,409 @@
+//! The database layout: the schema name, the SQL of every statement, and the migration that
+//! creates the tables on connect.
+//!
+//! All tables live in one PostgreSQL schema whose name comes from configuration. The name is
+//! checked to be a plain lowercase identifier before it is ever put in SQL text (and quoted
+//! there as well); every value is a bound parameter.
+
+use deadpool_postgres::Object;
+
+use super::errors::query_error;
+use crate::store::StoreError;
+
+/// The newest schema version this release reads and writes.
+pub(super) const SCHEMA_VERSION: u32 = 1;
+
+/// The value of the `format` row of the `meta` table, which marks a schema as an event store.
+const FORMAT: &str = "es-core event store";
+
+/// The tables of schema version 1.
+const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
+
+/// A validated PostgreSQL schema name: 1 to 63 bytes of `a-z`, `0-9` and `_`, not starting
+/// with a digit, and not `pg_`-prefixed (PostgreSQL reserves those).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SchemaName(String);
+
+impl SchemaName {
+    /// Checks `name`.
+    pub(super) fn parse(name: &str) -> Result<Self, StoreError> {
+        let invalid = |why: &str| {
+            Err(StoreError::Config(format!(
+                "`{}` is not a valid schema name: {why}",
+                name.escape_debug()
+            )))
+        };
+        if name.is_empty() || name.len() > 63 {
+            return invalid("it must be 1 to 63 characters long");
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return invalid("use only lowercase letters `a-z`, digits and `_`");
+        }
+        if name.as_bytes()[0].is_ascii_digit() {
+            return invalid("it must not start with a digit");
+        }
+        if name.starts_with("pg_") {
+            return invalid("the prefix `pg_` is reserved by PostgreSQL");
+        }
+        Ok(SchemaName(name.to_owned()))
+    }
+
+    /// The name as given.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name quoted as an SQL identifier. Validation already excludes every character
+    /// that needs escaping; the quotes keep reserved words (`user`, `order`) usable.
+    fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// A 64-bit advisory-lock key for `parts`, stable across processes and releases (FNV-1a).
+/// Parts are separated by `0xFF`, a byte UTF-8 text never contains, so distinct part lists
+/// give distinct inputs.
+pub(super) fn lock_key(parts: &[&str]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |byte: u8| {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    feed(b'e');
+    feed(b's');
+    for part in parts {
+        feed(0xFF);
+        part.bytes().for_each(&mut feed);
+    }
+    hash as i64
+}
+
+/// The columns of an event row, in the order [`super::rows::recorded_event`] reads them.
+pub(super) const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, version, \
+     event_id, event_type, schema_version, codec, payload, metadata::text, recorded_at";
+
+/// Every statement the store runs, with the schema name filled in.
+#[derive(Debug)]
+pub(super) struct Sql {
+    /// `$1` stream lock key: serializes appends to one stream until commit.
+    pub lock_stream: String,
+    /// `$1` position lock key: taken around the insert only (see the module docs of
+    /// `postgres`).
+    pub lock_positions: String,
+    /// `$1` position lock key.
+    pub unlock_positions: String,
+    /// Checks the expected version and inserts a batch; returns `global_position, version`
+    /// of each inserted row (none on a version mismatch).
+    pub append: String,
+    /// `$1, $2` the stream: its last version, or NULL.
+    pub stream_version: String,
+    /// `$1, $2` stream, `$3..=$4` versions.
+    pub read_stream: String,
+    /// `$1, $2` stream, `$3` recorded at or before.
+    pub read_stream_until: String,
+    /// `$1` after position, `$2` limit: committed events no later commit can precede.
+    pub read_all: String,
+    /// The position of the last event `read_all` can return.
+    pub last_position: String,
+    /// Upserts a snapshot unless a newer one is stored.
+    pub save_snapshot: String,
+    /// `$1, $2` the stream.
+    pub load_snapshot: String,
+    /// Upserts a projection's state and checkpoint.
+    pub save_projection: String,
+    /// `$1` the projection name.
+    pub load_projection: String,
+}
+
+impl Sql {
+    /// The statements for the tables in `schema`.
+    pub(super) fn new(schema: &SchemaName) -> Self {
+        let s = schema.quoted();
+        Sql {
+            lock_stream: "SELECT pg_advisory_xact_lock($1)".to_owned(),
+            lock_positions: "SELECT pg_advisory_lock($1)".to_owned(),
+            unlock_positions: "SELECT pg_advisory_unlock($1)".to_owned(),
+            // `$3` is the kind of expectation (0 any, 1 no stream, 2 stream exists, 3 exact)
+            // and `$4` the exact version. The statement's snapshot is taken after the stream
+            // lock is held, so `current` is the stream's committed last version.
+            append: format!(
+                "WITH current AS (
+                     SELECT max(version) AS version FROM {s}.events
+                     WHERE aggregate_type = $1 AND aggregate_id = $2
+                 )
+                 INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id,
+                     event_type, schema_version, codec, payload, metadata, recorded_at)
+                 SELECT $1, $2, COALESCE(current.version, 0) + batch.ordinality, batch.event_id,
+                     batch.event_type, batch.schema_version, batch.codec, batch.payload,
+                     batch.metadata::json, $5
+                 FROM current,
+                     unnest($6::uuid[], $7::text[], $8::bigint[], $9::smallint[], $10::bytea[],
+                         $11::text[])
+                     WITH ORDINALITY
+                     AS batch(event_id, event_type, schema_version, codec, payload, metadata,
+                         ordinality)
+                 WHERE CASE $3::smallint
+                     WHEN 0 THEN true
+                     WHEN 1 THEN current.version IS NULL
+                     WHEN 2 THEN current.version IS NOT NULL
+                     ELSE COALESCE(current.version, 0) = $4::bigint
+                 END
+                 ORDER BY batch.ordinality
+                 RETURNING global_position, version"
+            ),
+            stream_version: format!(
+                "SELECT max(version) FROM {s}.events WHERE aggregate_type = $1 AND aggregate_id = $2"
+            ),
+            read_stream: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4
+                 ORDER BY version"
+            ),
+            read_stream_until: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
+                 ORDER BY version"
+            ),
+            // Only rows whose transaction is older than every transaction still running:
+            // those can no longer be preceded by a later commit (see the module docs).
+            read_all: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events
+                 WHERE global_position > $1
+                   AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+                 ORDER BY global_position
+                 LIMIT $2"
+            ),
+            last_position: format!(
+                "SELECT global_position FROM {s}.events
+                 WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+                 ORDER BY global_position DESC
+                 LIMIT 1"
+            ),
+            save_snapshot: format!(
+                "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
+                     fingerprint, codec, state, taken_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                 SET version = excluded.version, fingerprint = excluded.fingerprint,
+                     codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at
+                 WHERE stored.version <= excluded.version"
+            ),
+            load_snapshot: format!(
+                "SELECT version, fingerprint, codec, state, taken_at FROM {s}.snapshots
+                 WHERE aggregate_type = $1 AND aggregate_id = $2"
+            ),
+            save_projection: format!(
+                "INSERT INTO {s}.projections (name, position, codec, state, saved_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE
+                 SET position = excluded.position, codec = excluded.codec,
+                     state = excluded.state, saved_at = excluded.saved_at"
+            ),
+            load_projection: format!(
+                "SELECT position, codec, state, saved_at FROM {s}.projections WHERE name = $1"
+            ),
+        }
+    }
+}
+
+/// The tables of schema version 1. `transaction_id` is the writing transaction's id, the key
+/// of the gap-safe read rule; positions come from an identity sequence.
+fn create_tables(schema: &SchemaName) -> String {
+    let s = schema.quoted();
+    format!(
+        "CREATE TABLE {s}.meta (
+             key text PRIMARY KEY,
+             value text NOT NULL
+         );
+         CREATE TABLE {s}.events (
+             global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+             aggregate_type text NOT NULL,
+             aggregate_id text NOT NULL,
+             version bigint NOT NULL CHECK (version > 0),
+             event_id uuid NOT NULL,
+             event_type text NOT NULL,
+             schema_version bigint NOT NULL CHECK (schema_version BETWEEN 0 AND 4294967295),
+             codec smallint NOT NULL,
+             payload bytea NOT NULL,
+             metadata json NOT NULL,
+             recorded_at bigint NOT NULL,
+             UNIQUE (aggregate_type, aggregate_id, version)
+         );
+         COMMENT ON COLUMN {s}.events.recorded_at IS 'microseconds since the Unix epoch, UTC';
+         CREATE TABLE {s}.snapshots (
+             aggregate_type text NOT NULL,
+             aggregate_id text NOT NULL,
+             version bigint NOT NULL,
+             fingerprint bigint NOT NULL,
+             codec smallint NOT NULL,
+             state bytea NOT NULL,
+             taken_at bigint NOT NULL,
+             PRIMARY KEY (aggregate_type, aggregate_id)
+         );
+         CREATE TABLE {s}.projections (
+             name text PRIMARY KEY,
+             position bigint NOT NULL,
+             codec smallint NOT NULL,
+             state bytea NOT NULL,
+             saved_at bigint NOT NULL
+         );"
+    )
+}
+
+/// Makes `schema` hold a store of [`SCHEMA_VERSION`]: creates it when it is missing or
+/// empty, accepts it when it already is one, and rejects anything else.
+///
+/// Runs in one transaction under an advisory lock, so many nodes connecting at once create
+/// the tables exactly once and never see a half-made schema.
+pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<(), StoreError> {
+    let location = || format!("PostgreSQL schema `{}`", schema.as_str());
+    let transaction = client.transaction().await.map_err(query_error)?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&lock_key(&["migrate", schema.as_str()])],
+        )
+        .await
+        .map_err(query_error)?;
+
+    let schema_exists = transaction
+        .query_opt(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(query_error)?
+        .is_some();
+    let tables: Vec<String> = transaction
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname::text = ANY($2)",
+            &[&schema.as_str(), &&TABLES[..]],
+        )
+        .await
+        .map_err(query_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+
+    if tables.iter().any(|table| table == "meta") {
+        let rows = transaction
+            .query(
+                &format!("SELECT key, value FROM {}.meta", schema.quoted()),
+                &[],
+            )
+            .await
+            .map_err(query_error)?;
+        let value = |key: &str| {
+            rows.iter()
+                .find(|row| row.get::<_, &str>(0) == key)
+                .map(|row| row.get::<_, String>(1))
+        };
+        if value("format").as_deref() != Some(FORMAT) {
+            return Err(StoreError::NotAStore {
+                location: location(),
+                reason: "its `meta` table does not describe an es-core event store".to_owned(),
+            });
+        }
+        let found = value("schema_version")
+            .and_then(|text| text.parse::<u32>().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                location: location(),
+                reason: "the `meta` table has no valid `schema_version`".to_owned(),
+            })?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Version 1 is the first schema: there is nothing older to upgrade yet.
+        return transaction.commit().await.map_err(query_error);
+    }
+
+    if let Some(table) = tables.first() {
+        return Err(StoreError::NotAStore {
+            location: location(),
+            reason: format!("it has a `{table}` table but no es-core `meta` table"),
+        });
+    }
+
+    // Creating a schema needs the CREATE privilege on the database; a schema made ahead of
+    // time by an administrator needs only CREATE on the schema.
+    if !schema_exists {
+        transaction
+            .batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
+            .await
+            .map_err(query_error)?;
+    }
+    transaction
+        .batch_execute(&create_tables(schema))
+        .await
+        .map_err(query_error)?;
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {}.meta (key, value) VALUES ('format', $1), ('schema_version', $2)",
+                schema.quoted()
+            ),
+            &[&FORMAT, &SCHEMA_VERSION.to_string()],
+        )
+        .await
+        .map_err(query_error)?;
+    transaction.commit().await.map_err(query_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lowercase_names_are_accepted() {
+        for name in [
+            "event_store",
+            "es",
+            "_private",
+            "tenant_42",
+            &"a".repeat(63),
+        ] {
+            assert_eq!(SchemaName::parse(name).unwrap().as_str(), name);
+        }
+    }
+
+    #[test]
+    fn names_that_could_inject_or_collide_are_rejected() {
+        for name in [
+            "",
+            "Events",
+            "es; DROP TABLE x",
+            "es\"",
+            "es.events",
+            "1st",
+            "pg_catalog",
+            "ünicode",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            let error = SchemaName::parse(name).unwrap_err();
+            assert!(
+                matches!(error, StoreError::Config(_)),
+                "{name:?} gave {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lock_keys_differ_by_part_boundaries() {
+        assert_ne!(lock_key(&["ab", "c"]), lock_key(&["a", "bc"]));
+        assert_ne!(
+            lock_key(&["stream", "s", "x"]),
+            lock_key(&["positions", "s"])
+        );
+        assert_eq!(lock_key(&["a", "b"]), lock_key(&["a", "b"]));
+    }
+}
