@@ -1,1 +1,14 @@
-//! The Order domain.
+//! The Order domain built with `es-core`: a guided tour.
+//!
+//! 1. [`values`]: [`Money`] in integer minor units and typed ids.
+//! 2. [`domain`]: the write side. Six events, the [`Order`] aggregate, and commands that
+//!    enforce the business rules.
+
+pub mod domain;
+pub mod values;
+
+pub use domain::{
+    Order, OrderCancelled, OrderCommand, OrderCreated, OrderError, OrderEvent, OrderItemAdded,
+    OrderItemRemoved, OrderLine, OrderShipped, OrderStatus, PaymentProcessed,
+};
+pub use values::{CustomerId, Money, OrderId, ParseMoneyError, ProductId};
