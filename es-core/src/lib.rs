@@ -78,15 +78,6 @@ pub mod __private {
         hash
     }
 
-    /// Encodes one event struct (the payload of a generated `EventSet::encode`). Bounded on
-    /// `Event` alone, so a listed type that is not an event gives one error, not one per trait.
-    pub fn encode_event<E: crate::Event>(
-        codec: crate::CodecId,
-        event: &E,
-    ) -> Result<Vec<u8>, crate::CodecError> {
-        codec.encode(event)
-    }
-
     /// The error for a stored event type name that is not in the event set.
     #[must_use]
     pub fn unknown_event_type(event_type: &str) -> crate::DecodeError {
@@ -102,6 +93,31 @@ pub mod __private {
             event_type: E::NAME.to_owned(),
             schema_version,
             current: E::VERSION,
+        }
+    }
+
+    /// What generated code needs of one listed event type, from [`event_info`].
+    pub struct EventInfo<E> {
+        /// `E::NAME`.
+        pub name: &'static str,
+        /// `E::VERSION`.
+        pub version: u32,
+        /// Encodes the event struct alone.
+        pub encode: fn(crate::CodecId, &E) -> Result<Vec<u8>, crate::CodecError>,
+        /// `E::decode_versioned`.
+        pub decode: fn(u32, crate::CodecId, &[u8]) -> Result<E, crate::DecodeError>,
+    }
+
+    /// The [`EventInfo`] of `E`. Generated code reaches every listed event type through this one
+    /// function, so a type that is not an `Event` gives the same error at every use, which the
+    /// compiler reports once.
+    #[must_use]
+    pub const fn event_info<E: crate::Event>() -> EventInfo<E> {
+        EventInfo {
+            name: E::NAME,
+            version: E::VERSION,
+            encode: |codec, event| codec.encode(event),
+            decode: E::decode_versioned,
         }
     }
 
