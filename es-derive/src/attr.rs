@@ -42,10 +42,11 @@ pub(crate) struct Number<T> {
     pub(crate) literal: LitInt,
 }
 
-/// `events(A, B, ...)`: the key (for error spans) and the listed paths.
+/// `events(A, B, ...)`: the key (for error spans) and the listed paths, `None` when the value
+/// was malformed (already reported).
 pub(crate) struct EventList {
     pub(crate) key: Path,
-    pub(crate) paths: Vec<Path>,
+    pub(crate) paths: Option<Vec<Path>>,
 }
 
 impl EventAttrs {
@@ -295,13 +296,16 @@ fn event_list(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option
              `events(OrderCreated, OrderShipped)`",
         );
         skip_value(meta)?;
-        return Ok(None);
+        return Ok(Some(EventList {
+            key: meta.path.clone(),
+            paths: None,
+        }));
     }
     let content;
     syn::parenthesized!(content in meta.input);
     let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
     Ok(Some(EventList {
         key: meta.path.clone(),
-        paths: paths.into_iter().collect(),
+        paths: Some(paths.into_iter().collect()),
     }))
 }

@@ -187,15 +187,18 @@ pub(crate) fn aggregate<'a>(
             );
             Vec::new()
         }
-        Some(list) if list.paths.is_empty() => {
-            errors.spanned(
-                &list.key,
-                "`events()` is empty: list the aggregate's event types, like \
-                 `events(OrderCreated, OrderShipped)`",
-            );
-            Vec::new()
-        }
-        Some(list) => distinct_events(list.paths, errors),
+        Some(list) => match list.paths {
+            None => Vec::new(),
+            Some(paths) if paths.is_empty() => {
+                errors.spanned(
+                    &list.key,
+                    "`events()` is empty: list the aggregate's event types, like \
+                     `events(OrderCreated, OrderShipped)`",
+                );
+                Vec::new()
+            }
+            Some(paths) => distinct_events(paths, errors),
+        },
     };
 
     let event_enum = attrs

@@ -63,6 +63,9 @@ fn event_enum(model: &AggregateModel<'_>) -> TokenStream {
 }
 
 /// `impl EventSet`: names and versions by match, the payload is the inner struct alone.
+///
+/// Each event type is used through `event_info::<T>()`, whose bound gives one deduplicated error
+/// at the path in `events(...)` if `T` is not an `Event`.
 fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
     let AggregateModel {
         event_enum, events, ..
@@ -74,17 +77,17 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
         #[automatically_derived]
         impl ::es_core::EventSet for #event_enum {
             const EVENT_TYPES: &'static [&'static ::es_core::__private::core::primitive::str] =
-                &[#(<#paths as ::es_core::Event>::NAME),*];
+                &[#(::es_core::__private::event_info::<#paths>().name),*];
 
             fn event_type(&self) -> &'static ::es_core::__private::core::primitive::str {
                 match *self {
-                    #(#event_enum::#variants(_) => <#paths as ::es_core::Event>::NAME,)*
+                    #(#event_enum::#variants(_) => ::es_core::__private::event_info::<#paths>().name,)*
                 }
             }
 
             fn schema_version(&self) -> ::es_core::__private::core::primitive::u32 {
                 match *self {
-                    #(#event_enum::#variants(_) => <#paths as ::es_core::Event>::VERSION,)*
+                    #(#event_enum::#variants(_) => ::es_core::__private::event_info::<#paths>().version,)*
                 }
             }
 
@@ -97,7 +100,7 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
             > {
                 // The event struct alone: the variant index is never stored.
                 match *self {
-                    #(#event_enum::#variants(ref __event) => __codec.encode(__event),)*
+                    #(#event_enum::#variants(ref __event) => (::es_core::__private::event_info::<#paths>().encode)(__codec, __event),)*
                 }
             }
 
@@ -108,9 +111,9 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
                 __payload: &[::es_core::__private::core::primitive::u8],
             ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
                 #(
-                    if __event_type == <#paths as ::es_core::Event>::NAME {
+                    if __event_type == ::es_core::__private::event_info::<#paths>().name {
                         return ::es_core::__private::core::result::Result::map(
-                            <#paths as ::es_core::Event>::decode_versioned(
+                            (::es_core::__private::event_info::<#paths>().decode)(
                                 __schema_version,
                                 __codec,
                                 __payload,
@@ -151,13 +154,13 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
             let __hash = ::es_core::__private::fingerprint_extend(
                 __hash,
                 ::es_core::__private::core::primitive::str::as_bytes(
-                    <#path as ::es_core::Event>::NAME,
+                    ::es_core::__private::event_info::<#path>().name,
                 ),
             );
             let __hash = ::es_core::__private::fingerprint_extend(
                 __hash,
                 &::es_core::__private::core::primitive::u32::to_le_bytes(
-                    <#path as ::es_core::Event>::VERSION,
+                    ::es_core::__private::event_info::<#path>().version,
                 ),
             );
         }
@@ -165,8 +168,9 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
     let arms = events.iter().map(|event| {
         let (path, variant) = (&event.path, &event.variant);
         // Spanned at the event in `events(...)`, so a missing `Apply` impl is reported there.
+        // `Self`, not the aggregate's own ident, which would carry the struct's span.
         let apply = quote_spanned! {path.span()=>
-            <#ident as ::es_core::Apply<#path>>::apply
+            <Self as ::es_core::Apply<#path>>::apply
         };
         quote! {
             #event_enum::#variant(ref __event) => #apply(self, __event),
@@ -216,8 +220,8 @@ fn distinct_name_checks(model: &AggregateModel<'_>) -> TokenStream {
             checks.extend(quote_spanned! {later_path.span()=>
                 ::es_core::__private::core::assert!(
                     !::es_core::__private::str_eq(
-                        <#earlier_path as ::es_core::Event>::NAME,
-                        <#later_path as ::es_core::Event>::NAME,
+                        ::es_core::__private::event_info::<#earlier_path>().name,
+                        ::es_core::__private::event_info::<#later_path>().name,
                     ),
                     #message,
                 );

@@ -1,0 +1,29 @@
+use es_core::{Aggregate, Apply, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Created;
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Shipped;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cancelled;
+
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(events(Created, Shipped, Cancelled))]
+pub struct Order;
+
+impl Apply<Created> for Order {
+    fn apply(&mut self, _: &Created) {}
+}
+
+impl Apply<Shipped> for Order {
+    fn apply(&mut self, _: &Shipped) {}
+}
+
+impl Apply<Cancelled> for Order {
+    fn apply(&mut self, _: &Cancelled) {}
+}
+
+fn main() {}
