@@ -121,20 +121,22 @@ pub mod __private {
         }
     }
 
-    /// Decodes `Next` from a payload stored at an older schema version: decodes it as
-    /// `Previous` (which recurses further back as needed) and converts it with `From`.
+    /// Decodes `Next` from a payload stored at an older schema version: decodes it with
+    /// `previous` (the version before, whose decoder recurses further back as needed) and
+    /// converts it with `From`. `previous` comes from [`event_info`], so a previous type that is
+    /// not an `Event` is reported there, once.
     ///
     /// A version no type of the chain knows is reported against `Next`, the newest type.
     pub fn decode_upcast<Previous, Next>(
+        previous: &EventInfo<Previous>,
         schema_version: u32,
         codec: crate::CodecId,
         payload: &[u8],
     ) -> Result<Next, crate::DecodeError>
     where
-        Previous: crate::Event,
         Next: crate::Event + From<Previous>,
     {
-        match Previous::decode_versioned(schema_version, codec, payload) {
+        match (previous.decode)(schema_version, codec, payload) {
             Ok(previous) => Ok(Next::from(previous)),
             Err(crate::DecodeError::UnknownSchemaVersion { .. }) => {
                 Err(unknown_schema_version::<Next>(schema_version))
