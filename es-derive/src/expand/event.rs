@@ -18,11 +18,16 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
     let decode_older = upcast_from.as_ref().map(|previous| {
         // Spanned at the attribute, so a missing `From<Previous>` impl is reported there.
         let decode_upcast = quote_spanned! {previous.span()=>
-            ::es_core::__private::decode_upcast::<#previous, Self>
+            ::es_core::__private::decode_upcast::<#previous, Self>(
+                &::es_core::__private::event_info::<#previous>(),
+                __schema_version,
+                __codec,
+                __payload,
+            )
         };
         quote! {
             if __schema_version < <Self as ::es_core::Event>::VERSION {
-                return #decode_upcast(__schema_version, __codec, __payload);
+                return #decode_upcast;
             }
         }
     });
@@ -41,13 +46,13 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
             const _: () = {
                 ::es_core::__private::core::assert!(
                     ::es_core::__private::str_eq(
-                        <#previous as ::es_core::Event>::NAME,
+                        ::es_core::__private::event_info::<#previous>().name,
                         <#ident as ::es_core::Event>::NAME,
                     ),
                     #same_name,
                 );
                 ::es_core::__private::core::assert!(
-                    <#previous as ::es_core::Event>::VERSION
+                    ::es_core::__private::event_info::<#previous>().version
                         < <#ident as ::es_core::Event>::VERSION,
                     #lower_version,
                 );
