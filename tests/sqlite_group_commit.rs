@@ -1,0 +1,138 @@
+//! Group commit: requests queued together run in one transaction, each in its own savepoint,
+//! so a conflicting batch is rolled back alone and the others are kept.
+
+mod sqlite_support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use es_core::store::sqlite::Sqlite;
+use es_core::{
+    AppendOutcome, CodecId, EventStore, ExpectedVersion, GlobalPosition, Snapshot, SnapshotStore,
+    StoreError, StreamId, Timestamp, Version, VersionRange,
+};
+use sqlite_support::{json_event, raw_connection, temporary_store_path};
+
+type Pending<'a> = Pin<Box<dyn Future<Output = Result<AppendOutcome, StoreError>> + Send + 'a>>;
+
+/// Polls `future` once, which queues its request with the writer.
+async fn queue<F: Future + Unpin>(future: &mut F) {
+    std::future::poll_fn(|context| {
+        assert!(
+            Pin::new(&mut *future).poll(context).is_pending(),
+            "the request waits for the writer, held up by the outside lock"
+        );
+        Poll::Ready(())
+    })
+    .await;
+}
+
+fn events(count: usize) -> Vec<es_core::NewEvent> {
+    (0..count)
+        .map(|index| json_event("Happened", &format!(r#"{{"index":{index}}}"#)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_batch_in_a_group_is_rolled_back_alone() {
+    let (_directory, path) = temporary_store_path();
+    let store = Sqlite::open(&path).await.unwrap();
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|id| StreamId::new("group", id));
+    store
+        .append(&b, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+
+    // Another connection holds the write lock, so every request below queues up behind it
+    // and the writer commits them together once the lock is released.
+    let blocker = raw_connection(&path);
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let mut pending: Vec<Pending<'_>> = vec![
+        Box::pin(store.append(&a, ExpectedVersion::NoStream, events(3))),
+        Box::pin(store.append(&b, ExpectedVersion::Exact(Version(5)), events(2))),
+        Box::pin(store.append(&c, ExpectedVersion::Any, events(1))),
+        Box::pin(store.append(&d, ExpectedVersion::NoStream, events(2))),
+        Box::pin(store.append(&d, ExpectedVersion::NoStream, events(4))),
+        Box::pin(store.append(&b, ExpectedVersion::Exact(Version(1)), events(1))),
+    ];
+    let snapshot = Snapshot {
+        stream: a.clone(),
+        version: Version(3),
+        fingerprint: 7,
+        codec: CodecId::Json,
+        state: b"{}".to_vec(),
+        taken_at: Timestamp::EPOCH,
+    };
+    let mut saving = Box::pin(store.save_snapshot(snapshot.clone()));
+    for request in &mut pending {
+        queue(request).await;
+    }
+    queue(&mut saving).await;
+    blocker.execute_batch("COMMIT").unwrap();
+
+    let mut results = Vec::new();
+    for request in pending {
+        results.push(request.await);
+    }
+    saving.await.expect("the snapshot is saved");
+
+    assert_eq!(results[0].as_ref().unwrap().version, Version(3));
+    let conflict = results[1]
+        .as_ref()
+        .unwrap_err()
+        .as_conflict()
+        .expect("a conflict");
+    assert_eq!(conflict.expected, ExpectedVersion::Exact(Version(5)));
+    assert_eq!(conflict.actual, Some(Version(1)));
+    assert_eq!(results[2].as_ref().unwrap().version, Version(1));
+    let (won, lost) = match (&results[3], &results[4]) {
+        (Ok(won), Err(lost)) => (won.version, lost),
+        (Err(lost), Ok(won)) => (won.version, lost),
+        other => panic!("exactly one NoStream append to `d` wins: {other:?}"),
+    };
+    assert!(won == Version(2) || won == Version(4));
+    assert_eq!(lost.as_conflict().unwrap().actual, Some(won));
+    assert_eq!(results[5].as_ref().unwrap().version, Version(2));
+
+    // The rolled-back batch left no trace: the log is gap-free and holds exactly the winners.
+    let log = store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert_eq!(log.len() as u64, 1 + 3 + 1 + won.get() + 1);
+    for (index, event) in log.iter().enumerate() {
+        assert_eq!(event.global_position, GlobalPosition(index as u64 + 1));
+    }
+    for (stream, length) in [(&a, 3), (&b, 2), (&c, 1), (&d, won.get())] {
+        let events = store
+            .read_stream(stream, VersionRange::all())
+            .await
+            .unwrap();
+        assert_eq!(events.len() as u64, length, "{stream}");
+    }
+    assert_eq!(store.load_snapshot(&a).await.unwrap(), Some(snapshot));
+}
+
+#[tokio::test]
+async fn a_large_batch_is_one_atomic_append() {
+    let (_directory, path) = temporary_store_path();
+    let store = Sqlite::open(&path).await.unwrap();
+    let stream = StreamId::new("bulk", "1");
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, events(5_000))
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, Version(5_000));
+    assert_eq!(outcome.position, GlobalPosition(5_000));
+    let middle = store
+        .read_stream(
+            &stream,
+            VersionRange {
+                from: Version(2_000),
+                to: Version(2_010),
+            },
+        )
+        .await
+        .unwrap();
+    let versions: Vec<u64> = middle.iter().map(|event| event.version.get()).collect();
+    assert_eq!(versions, (2_000..=2_010).collect::<Vec<_>>());
+}
