@@ -38,6 +38,7 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'sta
     fn apply_event(&mut self, event: &Self::Event);
 
     /// The stream that holds the events of the aggregate with this id.
+    #[must_use]
     fn stream_id(id: &str) -> StreamId {
         StreamId::new(Self::TYPE, id)
     }
