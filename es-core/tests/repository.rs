@@ -1,0 +1,537 @@
+//! The repository: load, save, optimistic concurrency, command retries, temporal loads and
+//! metadata, against the in-memory store with a hand-written account aggregate.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use es_core::{
+    AggregateRoot, AppendOutcome, CodecId, CommandError, EventStore, ExpectedVersion,
+    GlobalPosition, InMemory, ManualClock, Metadata, NewEvent, RecordedEvent, Repository,
+    RepositoryError, StoreError, StreamId, Timestamp, Version, VersionRange,
+};
+use support::{deposited, opened, withdrawn, Account, AccountError, DepositedV1};
+use uuid::Uuid;
+
+const T0: Timestamp = Timestamp::from_micros(1_700_000_000_000_000);
+
+fn repository() -> Repository<Account, InMemory> {
+    Repository::new(InMemory::with_clock(ManualClock::new(T0)))
+}
+
+async fn open_account(repository: &Repository<Account, impl EventStore>, id: &str) {
+    let mut root = repository.load(id).await.unwrap();
+    root.execute(|account| account.open("ada")).unwrap();
+    repository.save(&mut root).await.unwrap();
+}
+
+async fn stored_events(store: &impl EventStore, id: &str) -> Vec<RecordedEvent> {
+    store
+        .read_stream(&StreamId::new("account", id), VersionRange::all())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn loading_an_unknown_id_gives_a_new_aggregate_at_version_zero() {
+    let repository = repository();
+    let root = repository.load("nobody").await.unwrap();
+    assert_eq!(root.id(), "nobody");
+    assert_eq!(root.version(), Version::INITIAL);
+    assert_eq!(root.state(), &Account::default());
+    assert!(!root.has_pending_events());
+    assert!(matches!(
+        repository.load_existing("nobody").await,
+        Err(RepositoryError::NotFound { stream }) if stream == StreamId::new("account", "nobody")
+    ));
+}
+
+#[tokio::test]
+async fn saved_events_load_back_as_the_same_state_and_version() {
+    let repository = repository();
+    let mut root = repository.load("a-1").await.unwrap();
+    root.execute(|account| account.open("ada")).unwrap();
+    root.execute(|account| account.deposit(70, "salary"))
+        .unwrap();
+    root.execute(|account| account.withdraw(20)).unwrap();
+    assert_eq!(root.current_version(), Version(3));
+    let outcome = repository.save(&mut root).await.unwrap().unwrap();
+    assert_eq!(outcome.version, Version(3));
+    assert_eq!(root.version(), Version(3));
+    assert!(
+        !root.has_pending_events(),
+        "saving clears the pending events"
+    );
+
+    let loaded = repository.load_existing("a-1").await.unwrap();
+    assert_eq!(loaded.version(), Version(3));
+    assert_eq!(loaded.state(), root.state());
+    assert_eq!(loaded.state().balance, 50);
+
+    let stored = stored_events(repository.store(), "a-1").await;
+    let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["AccountOpened", "MoneyDeposited", "MoneyWithdrawn"]);
+    assert_eq!(
+        stored.iter().map(|e| e.schema_version).collect::<Vec<_>>(),
+        [1, 2, 1]
+    );
+    assert!(stored.iter().all(|e| e.codec == CodecId::Json));
+}
+
+#[tokio::test]
+async fn saving_without_pending_events_writes_nothing() {
+    let repository = repository();
+    let mut root = repository.load("idle").await.unwrap();
+    assert_eq!(repository.save(&mut root).await.unwrap(), None);
+    open_account(&repository, "idle").await;
+    let mut loaded = repository.load("idle").await.unwrap();
+    assert_eq!(repository.save(&mut loaded).await.unwrap(), None);
+    assert_eq!(
+        repository.store().last_position().await.unwrap(),
+        GlobalPosition(1)
+    );
+}
+
+#[tokio::test]
+async fn the_second_of_two_concurrent_saves_gets_a_conflict() {
+    let repository = repository();
+    open_account(&repository, "shared").await;
+    let mut first = repository.load("shared").await.unwrap();
+    let mut second = repository.load("shared").await.unwrap();
+    first.execute(|a| a.deposit(10, "first")).unwrap();
+    second.execute(|a| a.deposit(99, "second")).unwrap();
+
+    repository.save(&mut first).await.unwrap();
+    let error = repository.save(&mut second).await.unwrap_err();
+    assert!(error.is_conflict(), "expected a conflict, got {error:?}");
+    let RepositoryError::Store(StoreError::Conflict(conflict)) = &error else {
+        unreachable!("is_conflict() held");
+    };
+    assert_eq!(conflict.expected, ExpectedVersion::Exact(Version(1)));
+    assert_eq!(conflict.actual, Some(Version(2)));
+    assert!(
+        second.has_pending_events(),
+        "a failed save keeps the pending events"
+    );
+    assert_eq!(second.version(), Version(1));
+
+    let loaded = repository.load("shared").await.unwrap();
+    assert_eq!(loaded.state().references, ["first"]);
+}
+
+#[tokio::test]
+async fn two_new_aggregates_with_one_id_conflict_on_save() {
+    let repository = repository();
+    let mut first = AggregateRoot::<Account>::new("twin");
+    let mut second = AggregateRoot::<Account>::new("twin");
+    first.execute(|a| a.open("first")).unwrap();
+    second.execute(|a| a.open("second")).unwrap();
+    repository.save(&mut first).await.unwrap();
+    let error = repository.save(&mut second).await.unwrap_err();
+    assert!(error.is_conflict());
+    assert_eq!(
+        error.to_string(),
+        "version conflict on stream `account/twin`: expected no stream, found version 1"
+    );
+}
+
+/// An event store that lets a competing writer deposit into the stream right before each of
+/// the first `interference` appends, as if another node had saved first.
+struct Interfering {
+    inner: InMemory,
+    interference: u32,
+    appends: AtomicU32,
+}
+
+impl Interfering {
+    fn new(inner: InMemory, interference: u32) -> Self {
+        Interfering {
+            inner,
+            interference,
+            appends: AtomicU32::new(0),
+        }
+    }
+}
+
+impl EventStore for Interfering {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        if self.appends.fetch_add(1, Ordering::SeqCst) < self.interference {
+            let competing = NewEvent::encode(&deposited(1, "competitor"), CodecId::Json).unwrap();
+            self.inner
+                .append(stream, ExpectedVersion::Any, vec![competing])
+                .await?;
+        }
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, range).await
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream_until(stream, until).await
+    }
+
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+
+    async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
+        self.inner.last_position().await
+    }
+}
+
+#[tokio::test]
+async fn execute_reloads_and_reruns_the_command_after_a_conflict() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    open_account(&Repository::new(memory.clone()), "busy").await;
+    let repository = Repository::<Account, _>::new(Interfering::new(memory, 1));
+
+    let mut runs = Vec::new();
+    let (root, outcome) = repository
+        .execute("busy", 3, |account| {
+            runs.push(account.balance);
+            account.deposit(50, "mine")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs,
+        [0, 1],
+        "the command reran on the reloaded state, which includes the competitor's deposit"
+    );
+    assert_eq!(outcome.map(|o| o.version), Some(Version(3)));
+    assert_eq!(root.version(), Version(3));
+    assert_eq!(root.state().balance, 51);
+    assert_eq!(
+        repository.load("busy").await.unwrap().state().references,
+        ["competitor", "mine"]
+    );
+}
+
+#[tokio::test]
+async fn execute_gives_up_after_max_attempts_that_all_conflict() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    open_account(&Repository::new(memory.clone()), "contested").await;
+    let repository = Repository::<Account, _>::new(Interfering::new(memory.clone(), u32::MAX));
+
+    let mut runs = 0;
+    let error = repository
+        .execute("contested", 4, |account| {
+            runs += 1;
+            account.deposit(5, "never saved")
+        })
+        .await
+        .unwrap_err();
+    let CommandError::RetriesExhausted { attempts, last } = error else {
+        panic!("expected RetriesExhausted, got {error:?}");
+    };
+    assert_eq!((attempts, runs), (4, 4));
+    assert_eq!(last.stream, StreamId::new("account", "contested"));
+    assert_eq!(last.expected, ExpectedVersion::Exact(Version(4)));
+    assert_eq!(last.actual, Some(Version(5)));
+    let state = Repository::<Account, _>::new(memory)
+        .load("contested")
+        .await
+        .unwrap();
+    assert!(
+        !state.state().references.iter().any(|r| r == "never saved"),
+        "no attempt was saved"
+    );
+}
+
+#[tokio::test]
+async fn two_racing_executes_both_succeed_through_retries() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    let repository = Arc::new(Repository::<Account, _>::new(memory));
+    open_account(&repository, "raced").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let repository = Arc::clone(&repository);
+            tokio::spawn(async move {
+                for round in 0..10 {
+                    repository
+                        .execute("raced", 1_000, |a| a.deposit(1, &format!("{task}-{round}")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = repository.load("raced").await.unwrap();
+    assert_eq!(loaded.state().balance, 80, "every deposit was saved once");
+    assert_eq!(loaded.version(), Version(81));
+}
+
+#[tokio::test]
+async fn a_rejected_command_passes_through_and_writes_nothing() {
+    let repository = repository();
+    open_account(&repository, "poor").await;
+    let error = repository
+        .execute("poor", 3, |account| account.withdraw(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CommandError::Rejected(AccountError::InsufficientFunds {
+                balance: 0,
+                requested: 10
+            })
+        ),
+        "got {error:?}"
+    );
+    assert_eq!(
+        repository.store().last_position().await.unwrap(),
+        GlobalPosition(1)
+    );
+
+    let (root, outcome) = repository
+        .execute("poor", 3, |_| Ok::<_, AccountError>(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, None, "a command recording nothing saves nothing");
+    assert_eq!(root.version(), Version(1));
+}
+
+#[tokio::test]
+async fn load_at_version_rebuilds_each_past_version() {
+    let repository = repository();
+    let mut root = repository.load("history").await.unwrap();
+    let events = [
+        opened("ada"),
+        deposited(10, "a"),
+        deposited(20, "b"),
+        withdrawn(5),
+    ];
+    for event in events.clone() {
+        root.record(event);
+    }
+    repository.save(&mut root).await.unwrap();
+
+    let mut expected = Account::default();
+    let at_zero = repository
+        .load_at_version("history", Version(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (at_zero.version(), at_zero.state()),
+        (Version(0), &expected)
+    );
+    for (version, event) in (1_u64..).zip(&events) {
+        es_core::Aggregate::apply_event(&mut expected, event);
+        let past = repository
+            .load_at_version("history", Version(version))
+            .await
+            .unwrap();
+        assert_eq!(past.version(), Version(version));
+        assert_eq!(past.state(), &expected, "state at version {version}");
+    }
+
+    let error = repository
+        .load_at_version("history", Version(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            RepositoryError::VersionOutOfRange { requested, latest, .. }
+                if *requested == Version(5) && *latest == Version(4)
+        ),
+        "got {error:?}"
+    );
+    assert!(matches!(
+        repository.load_at_version("nobody", Version(1)).await,
+        Err(RepositoryError::VersionOutOfRange {
+            latest: Version(0),
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn load_as_of_applies_the_events_recorded_at_or_before_the_instant() {
+    let clock = ManualClock::new(T0);
+    let repository = Repository::<Account, _>::new(InMemory::with_clock(clock.clone()));
+    open_account(&repository, "timed").await; // at T0
+    clock.advance_secs(60);
+    repository
+        .execute("timed", 1, |a| a.deposit(100, "t1"))
+        .await
+        .unwrap(); // at T0 + 60 s
+    clock.advance_secs(60);
+    repository
+        .execute("timed", 1, |a| a.withdraw(30))
+        .await
+        .unwrap(); // at T0 + 120 s
+
+    let at = |seconds: i64| T0.saturating_add_micros(seconds * 1_000_000);
+    let before = repository
+        .load_as_of("timed", at(0).saturating_add_micros(-1))
+        .await
+        .unwrap();
+    assert_eq!(before.version(), Version::INITIAL);
+    assert_eq!(before.state(), &Account::default());
+
+    for (seconds, version, balance) in [
+        (0, 1, 0),
+        (59, 1, 0),
+        (60, 2, 100),
+        (119, 2, 100),
+        (120, 3, 70),
+        (10_000, 3, 70),
+    ] {
+        let past = repository.load_as_of("timed", at(seconds)).await.unwrap();
+        assert_eq!(
+            (past.version(), past.state().balance),
+            (Version(version), balance),
+            "as of T0 + {seconds} s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_is_stored_with_every_event_of_a_save() {
+    let repository = repository();
+    let mut root = repository.load("traced").await.unwrap();
+    root.execute(|a| a.open("ada")).unwrap();
+    root.execute(|a| a.deposit(1, "x")).unwrap();
+    let metadata = Metadata::default()
+        .with_correlation_id(Uuid::now_v7())
+        .with_causation_id(Uuid::now_v7())
+        .with("user", "ada")
+        .with("request", "r-17");
+    repository
+        .save_with_metadata(&mut root, &metadata)
+        .await
+        .unwrap();
+    let stored = stored_events(repository.store(), "traced").await;
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|e| e.metadata == metadata));
+    let ids: std::collections::HashSet<Uuid> = stored.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 2, "every event gets its own id");
+}
+
+#[tokio::test]
+async fn events_of_both_codecs_and_older_schema_versions_load_together() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    let json = Repository::<Account, _>::new(memory.clone());
+    let postcard = Repository::<Account, _>::new(memory.clone()).with_codec(CodecId::Postcard);
+    open_account(&json, "mixed").await;
+    postcard
+        .execute("mixed", 1, |a| a.deposit(7, "binary"))
+        .await
+        .unwrap();
+    // An event written by an older release: MoneyDeposited at schema version 1.
+    for codec in [CodecId::Json, CodecId::Postcard] {
+        let old = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "MoneyDeposited".to_owned(),
+            schema_version: 1,
+            codec,
+            payload: codec.encode(&DepositedV1 { amount: 5 }).unwrap(),
+            metadata: Metadata::default(),
+        };
+        memory
+            .append(
+                &StreamId::new("account", "mixed"),
+                ExpectedVersion::Any,
+                vec![old],
+            )
+            .await
+            .unwrap();
+    }
+    let stored = stored_events(&memory, "mixed").await;
+    assert_eq!(
+        stored.iter().map(|e| e.codec).collect::<Vec<_>>(),
+        [
+            CodecId::Json,
+            CodecId::Postcard,
+            CodecId::Json,
+            CodecId::Postcard
+        ]
+    );
+    for repository in [
+        &json,
+        &Repository::new(memory.clone()).with_codec(CodecId::Postcard),
+    ] {
+        let root = repository.load("mixed").await.unwrap();
+        assert_eq!(root.version(), Version(4));
+        assert_eq!(root.state().balance, 17);
+        assert_eq!(root.state().deposits, 3);
+        assert_eq!(
+            root.state().references,
+            ["binary"],
+            "upcast deposits get an empty reference"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_event_is_a_typed_error_naming_its_version() {
+    let stream = StreamId::new("account", "damaged");
+    let cases = [
+        ("MoneyDeposited", 2, b"{\"amount\":".to_vec(), "payload"),
+        ("MoneyDeposited", 3, b"{}".to_vec(), "schema version"),
+        ("AccountClosed", 1, b"{}".to_vec(), "event type"),
+    ];
+    for (event_type, schema_version, payload, what) in cases {
+        let damaged = InMemory::with_clock(ManualClock::new(T0));
+        let repository = Repository::<Account, _>::new(damaged.clone());
+        open_account(&repository, "damaged").await;
+        let bad = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version,
+            codec: CodecId::Json,
+            payload,
+            metadata: Metadata::default(),
+        };
+        damaged
+            .append(&stream, ExpectedVersion::Exact(Version(1)), vec![bad])
+            .await
+            .unwrap();
+        let error = repository.load("damaged").await.unwrap_err();
+        let RepositoryError::Decode {
+            version, source, ..
+        } = &error
+        else {
+            panic!("an unknown {what} must be RepositoryError::Decode, got {error:?}");
+        };
+        assert_eq!(*version, Version(2));
+        let matches_kind = match what {
+            "payload" => matches!(source, es_core::DecodeError::Payload { .. }),
+            "schema version" => matches!(
+                source,
+                es_core::DecodeError::UnknownSchemaVersion {
+                    schema_version: 3,
+                    current: 2,
+                    ..
+                }
+            ),
+            _ => matches!(source, es_core::DecodeError::UnknownEventType { .. }),
+        };
+        assert!(matches_kind, "an unknown {what} gives {source:?}");
+    }
+}
