@@ -3,8 +3,11 @@
 //! 1. [`values`]: [`Money`] in integer minor units and typed ids.
 //! 2. [`domain`]: the write side. Six events, the [`Order`] aggregate, and commands that
 //!    enforce the business rules.
+//! 3. [`read_models`]: the read side. Three projections over the same events, each keyed by
+//!    what it answers: orders, products, customers.
 
 pub mod domain;
+pub mod read_models;
 pub mod values;
 
 pub use domain::{
