@@ -5,8 +5,14 @@
 //!    enforce the business rules.
 //! 3. [`read_models`]: the read side. Three projections over the same events, each keyed by
 //!    what it answers: orders, products, customers.
+//! 4. [`load`]: a deterministic generator of valid order histories, for benchmarks and the
+//!    program's `generate` command.
+//!
+//! The program (`cargo run -p order-example`) wires these to a store and shows the whole usage
+//! pattern; its code is in `src/main.rs` and `src/cli/`.
 
 pub mod domain;
+pub mod load;
 pub mod read_models;
 pub mod values;
 
