@@ -355,3 +355,110 @@ fn postcard_rejects_trailing_bytes() {
     let error = OrderEvent::decode("OrderCreated", 1, CodecId::Postcard, &payload).unwrap_err();
     assert!(matches!(error, DecodeError::Payload { .. }), "{error:?}");
 }
+
+/// `event_enum` names the generated enum; it has the aggregate's visibility.
+mod named_enum {
+    use super::{Aggregate, Apply, Deserialize, ItemAdded, Serialize};
+
+    #[derive(Aggregate, Default, Serialize, Deserialize)]
+    #[aggregate(name = "basket", events(ItemAdded), event_enum = BasketChange)]
+    pub(crate) struct Basket {
+        pub(crate) items: u32,
+    }
+
+    impl Apply<ItemAdded> for Basket {
+        fn apply(&mut self, event: &ItemAdded) {
+            self.items += event.quantity;
+        }
+    }
+}
+
+#[test]
+fn event_enum_names_the_generated_enum() {
+    let mut basket = named_enum::Basket::default();
+    let change = named_enum::BasketChange::from(ItemAdded {
+        product: "tea".to_owned(),
+        quantity: 2,
+        unit_price: 1,
+    });
+    basket.apply_event(&change);
+    assert_eq!(basket.items, 2);
+    assert_eq!(named_enum::Basket::TYPE, "basket");
+}
+
+/// The same aggregate written several ways; the schema fingerprint must change exactly when
+/// what a snapshot's bytes depend on changes.
+mod fingerprints {
+    /// Declares `Account` listing `Opened` from `$events`, with the given fields.
+    macro_rules! account {
+        ($events:ident, $(#[$attr:meta])* { $($fields:tt)* }) => {
+            use super::super::{Aggregate, Apply, Deserialize, Serialize};
+            use super::$events::Opened;
+
+            $(#[$attr])*
+            #[derive(Aggregate, Default, Serialize, Deserialize)]
+            #[aggregate(name = "account", events(Opened))]
+            pub struct Account { $($fields)* }
+
+            impl Apply<Opened> for Account {
+                fn apply(&mut self, _: &Opened) {}
+            }
+        };
+    }
+
+    pub mod v1 {
+        use super::super::{Deserialize, Event, Serialize};
+
+        #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+        pub struct Opened;
+    }
+
+    pub mod v2 {
+        use super::super::{Deserialize, Event, Serialize};
+
+        #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+        #[event(version = 2)]
+        pub struct Opened;
+    }
+
+    pub mod base {
+        account!(v1, { pub balance: u64 });
+    }
+    pub mod documented {
+        account!(v1, #[doc = "Docs do not change the schema."] {
+            /// Nor do field docs.
+            pub balance: u64
+        });
+    }
+    pub mod retyped {
+        account!(v1, { pub balance: i64 });
+    }
+    pub mod renamed_field {
+        account!(v1, { pub total: u64 });
+    }
+    pub mod serde_renamed {
+        account!(v1, { #[serde(rename = "b")] pub balance: u64 });
+    }
+    pub mod newer_event {
+        account!(v2, { pub balance: u64 });
+    }
+}
+
+#[test]
+fn schema_fingerprint_follows_fields_serde_attributes_and_event_versions() {
+    use fingerprints::{base, documented, newer_event, renamed_field, retyped, serde_renamed};
+    let base = base::Account::SCHEMA_FINGERPRINT;
+    assert_eq!(documented::Account::SCHEMA_FINGERPRINT, base);
+    let changed = [
+        retyped::Account::SCHEMA_FINGERPRINT,
+        renamed_field::Account::SCHEMA_FINGERPRINT,
+        serde_renamed::Account::SCHEMA_FINGERPRINT,
+        newer_event::Account::SCHEMA_FINGERPRINT,
+    ];
+    for (index, fingerprint) in changed.iter().enumerate() {
+        assert_ne!(*fingerprint, base, "variant {index}");
+        for other in &changed[index + 1..] {
+            assert_ne!(fingerprint, other);
+        }
+    }
+}
