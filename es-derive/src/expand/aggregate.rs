@@ -70,24 +70,30 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
     let AggregateModel {
         event_enum, events, ..
     } = model;
-    let paths: Vec<_> = events.iter().map(|event| &event.path).collect();
     let variants: Vec<_> = events.iter().map(|event| &event.variant).collect();
+    let infos: Vec<_> = events
+        .iter()
+        .map(|event| {
+            let path = &event.path;
+            quote!(::es_core::__private::event_info::<#path>())
+        })
+        .collect();
 
     quote! {
         #[automatically_derived]
         impl ::es_core::EventSet for #event_enum {
             const EVENT_TYPES: &'static [&'static ::es_core::__private::core::primitive::str] =
-                &[#(::es_core::__private::event_info::<#paths>().name),*];
+                &[#(#infos.name),*];
 
             fn event_type(&self) -> &'static ::es_core::__private::core::primitive::str {
                 match *self {
-                    #(#event_enum::#variants(_) => ::es_core::__private::event_info::<#paths>().name,)*
+                    #(#event_enum::#variants(_) => #infos.name,)*
                 }
             }
 
             fn schema_version(&self) -> ::es_core::__private::core::primitive::u32 {
                 match *self {
-                    #(#event_enum::#variants(_) => ::es_core::__private::event_info::<#paths>().version,)*
+                    #(#event_enum::#variants(_) => #infos.version,)*
                 }
             }
 
@@ -100,7 +106,7 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
             > {
                 // The event struct alone: the variant index is never stored.
                 match *self {
-                    #(#event_enum::#variants(ref __event) => (::es_core::__private::event_info::<#paths>().encode)(__codec, __event),)*
+                    #(#event_enum::#variants(ref __event) => (#infos.encode)(__codec, __event),)*
                 }
             }
 
@@ -111,9 +117,9 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
                 __payload: &[::es_core::__private::core::primitive::u8],
             ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
                 #(
-                    if __event_type == ::es_core::__private::event_info::<#paths>().name {
+                    if __event_type == #infos.name {
                         return ::es_core::__private::core::result::Result::map(
-                            (::es_core::__private::event_info::<#paths>().decode)(
+                            (#infos.decode)(
                                 __schema_version,
                                 __codec,
                                 __payload,
