@@ -8,7 +8,12 @@ pub struct Created;
 pub struct Shipped;
 
 #[derive(Aggregate, Default, Serialize, Deserialize)]
-#[aggregate(name = 7, events(Created, Shipped), snapshot_evry = 10, event_enum = "OrderEvents")]
+#[aggregate(
+    name = 7,
+    events(Created, Shipped),
+    snapshot_evry = 10,
+    event_enum = "OrderEvents"
+)]
 pub struct Order;
 
 impl Apply<Created> for Order {
