@@ -9,7 +9,7 @@ use es_core::{
     RecordedEvent, StoreError, StreamId, VersionRange,
 };
 use serde::{Deserialize, Serialize};
-use sqlite_support::{json_event, raw_connection, temporary_store_path, Rng};
+use sqlite_support::{raw_connection, temporary_store_path, Rng};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Deposited {

@@ -88,8 +88,7 @@ async fn a_conflicting_batch_in_a_group_is_rolled_back_alone() {
     assert_eq!(conflict.actual, Some(Version(1)));
     assert_eq!(results[2].as_ref().unwrap().version, Version(1));
     let (won, lost) = match (&results[3], &results[4]) {
-        (Ok(won), Err(lost)) => (won.version, lost),
-        (Err(lost), Ok(won)) => (won.version, lost),
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won.version, lost),
         other => panic!("exactly one NoStream append to `d` wins: {other:?}"),
     };
     assert!(won == Version(2) || won == Version(4));

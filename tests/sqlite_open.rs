@@ -48,7 +48,7 @@ fn assert_not_a_store(error: &StoreError, reason_contains: &str) {
 async fn random_bytes_are_not_a_store_and_stay_untouched() {
     let (_directory, path) = temporary_store_path();
     let mut rng = Rng::new(7);
-    let bytes: Vec<u8> = (0..8192).map(|_| rng.next_u64() as u8).collect();
+    let bytes: Vec<u8> = (0..8192).map(|_| rng.next_u64().to_le_bytes()[0]).collect();
     std::fs::write(&path, &bytes).unwrap();
     let error = refused(&path).await;
     assert_not_a_store(&error, "not a SQLite database");

@@ -95,7 +95,9 @@ impl Rng {
     pub fn from_entropy(label: &str) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+            });
         let seed = nanos ^ (u64::from(std::process::id()) << 32);
         eprintln!("{label}: seed {seed}");
         Rng::new(seed)
