@@ -5,7 +5,7 @@
 //! checked to be a plain lowercase identifier before it is ever put in SQL text (and quoted
 //! there as well); every value is a bound parameter.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 
 use super::errors::query_error;
 use crate::store::StoreError;
@@ -260,8 +260,23 @@ fn create_tables(schema: &SchemaName) -> String {
 /// Runs in one transaction under an advisory lock, so many nodes connecting at once create
 /// the tables exactly once and never see a half-made schema.
 pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<(), StoreError> {
-    let location = || format!("PostgreSQL schema `{}`", schema.as_str());
     let transaction = client.transaction().await.map_err(query_error)?;
+    match migrate_in(&transaction, schema).await {
+        Ok(()) => transaction.commit().await.map_err(query_error),
+        Err(error) => {
+            // Roll back before returning: the connection must not stay inside a transaction
+            // that holds locks on the schema. A failure here changes nothing the caller can
+            // act on (the first error says what went wrong), and closing the connection ends
+            // the transaction anyway.
+            let _ = transaction.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// The body of [`migrate`], inside its transaction.
+async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Result<(), StoreError> {
+    let location = || format!("PostgreSQL schema `{}`", schema.as_str());
     transaction
         .execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -323,7 +338,7 @@ pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<
             });
         }
         // Version 1 is the first schema: there is nothing older to upgrade yet.
-        return transaction.commit().await.map_err(query_error);
+        return Ok(());
     }
 
     if let Some(table) = tables.first() {
@@ -355,7 +370,7 @@ pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<
         )
         .await
         .map_err(query_error)?;
-    transaction.commit().await.map_err(query_error)
+    Ok(())
 }
 
 #[cfg(test)]
