@@ -47,6 +47,7 @@ impl StockLevel {
 /// let inventory = Inventory::new(100).with_stock(ProductId::new("lamp"), 3);
 /// assert_eq!(inventory.level(&ProductId::new("lamp")).on_hand, 3);
 /// assert_eq!(inventory.level(&ProductId::new("mug")).available(), 100);
+/// assert_eq!(inventory.default_stock(), 100);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -75,6 +76,13 @@ impl Inventory {
     pub fn with_stock(mut self, product: ProductId, units: u64) -> Self {
         self.initial_stock.insert(product, units);
         self
+    }
+
+    /// The initial stock of a product not configured with
+    /// [`with_stock`](Inventory::with_stock).
+    #[must_use]
+    pub fn default_stock(&self) -> u64 {
+        self.default_stock
     }
 
     /// The initial stock of `product`.
