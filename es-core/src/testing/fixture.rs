@@ -121,6 +121,7 @@ impl<A: Aggregate> AggregateFixture<A> {
     ///
     /// # Panics
     /// If applying a given event panics: the message names the event.
+    #[track_caller]
     pub fn when<F, E>(self, command: F) -> Outcome<A, E>
     where
         F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
@@ -172,6 +173,7 @@ impl<A: Aggregate, E: Debug> Outcome<A, E> {
     /// If the command failed, recorded other events, or applying them panicked; the message
     /// lists the given, produced and expected events.
     #[allow(clippy::needless_pass_by_value)] // `vec![...]` at the call site reads best.
+    #[track_caller]
     pub fn then(self, expected: Vec<A::Event>) -> A {
         let produced = match self.result {
             Ok(produced) => produced,
@@ -210,6 +212,7 @@ impl<A: Aggregate, E: Debug> Outcome<A, E> {
     /// # Panics
     /// If the command succeeded, or failed with another error.
     #[allow(clippy::needless_pass_by_value)] // an error value at the call site reads best.
+    #[track_caller]
     pub fn then_error(self, expected: E)
     where
         E: PartialEq,
@@ -234,6 +237,7 @@ impl<A: Aggregate, E: Debug> Outcome<A, E> {
     ///
     /// # Panics
     /// If the command succeeded, or `predicate` rejects its error.
+    #[track_caller]
     pub fn then_error_matches(self, predicate: impl FnOnce(&E) -> bool) {
         match self.result {
             Err(error) if predicate(&error) => {}
@@ -270,10 +274,19 @@ fn first_difference<T: PartialEq>(produced: &[T], expected: &[T]) -> String {
     match produced.iter().zip(expected).position(|(p, e)| p != e) {
         Some(index) => format!(" (first difference at event {})", index + 1),
         None => format!(
-            " ({} events produced, {} expected)",
-            produced.len(),
-            expected.len()
+            " ({} produced, {} expected)",
+            count(produced.len()),
+            count(expected.len())
         ),
+    }
+}
+
+/// `1 event`, `2 events`.
+fn count(events: usize) -> String {
+    if events == 1 {
+        "1 event".to_owned()
+    } else {
+        format!("{events} events")
     }
 }
 

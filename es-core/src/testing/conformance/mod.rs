@@ -7,15 +7,16 @@
 //! [`ManualClock`] it is given, then let [`conformance_tests!`](crate::conformance_tests)
 //! generate one test per check:
 //!
-//! ```ignore
-//! // tests/conformance_my_store.rs
-//! use es_core::ManualClock;
+//! ```
+//! // tests/conformance_memory.rs
+//! use es_core::{InMemory, ManualClock};
 //!
-//! async fn store(clock: ManualClock) -> MyStore {
-//!     MyStore::open_in_memory_with_clock(clock).await.unwrap()
+//! async fn store(clock: ManualClock) -> InMemory {
+//!     InMemory::with_clock(clock)
 //! }
 //!
 //! es_core::conformance_tests!(store);
+//! # fn main() {}
 //! ```
 //!
 //! That expands to a module `conformance` holding one
@@ -245,14 +246,16 @@ checks! {
 /// one line and passes when it gets `None`. The expansion is a module `conformance` with one
 /// test per check of [`testing::conformance`](crate::testing::conformance), named after it.
 ///
-/// ```ignore
+/// ```
 /// use es_core::{InMemory, ManualClock};
 ///
-/// async fn store(clock: ManualClock) -> InMemory {
-///     InMemory::with_clock(clock)
+/// // A store that needs a server: `None` when it is not configured.
+/// async fn store(clock: ManualClock) -> Option<InMemory> {
+///     std::env::var_os("HOME").map(|_| InMemory::with_clock(clock))
 /// }
 ///
-/// es_core::conformance_tests!(store);
+/// es_core::conformance_tests!(optional: store);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
@@ -426,14 +429,28 @@ async fn read_log<S: EventStore + ?Sized>(store: &S) -> Vec<RecordedEvent> {
         let Some(last) = page.last() else {
             return log;
         };
-        assert!(
-            last.global_position > after,
-            "read_all({after}, 100) returned an event at position {}, not after {after}",
-            last.global_position
-        );
+        assert_page(&page, after, 100);
         after = last.global_position;
         log.extend(page);
     }
+}
+
+/// Asserts that a page `read_all(after, limit)` returned holds at most `limit` events, all
+/// after `after`, in strictly increasing position order; so a paging loop always advances.
+fn assert_page(page: &[RecordedEvent], after: GlobalPosition, limit: usize) {
+    assert!(
+        page.len() <= limit,
+        "read_all({after}, {limit}) returned {} events, more than the limit",
+        page.len()
+    );
+    if let Some(first) = page.first() {
+        assert!(
+            first.global_position > after,
+            "read_all({after}, {limit}) returned an event at position {}, not after {after}",
+            first.global_position
+        );
+    }
+    assert_positions_increase(page, &format!("read_all({after}, {limit})"));
 }
 
 /// The store's `last_position`, panicking on a store error.

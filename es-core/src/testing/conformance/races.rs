@@ -9,8 +9,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    assert_conflict, assert_positions_increase, batch, ids, new_ids, read_log, read_stream_all,
-    stream, versions, Store,
+    assert_conflict, assert_page, assert_positions_increase, batch, ids, new_ids, read_log,
+    read_stream_all, stream, versions, Store,
 };
 use crate::clock::ManualClock;
 use crate::event::RecordedEvent;
@@ -297,22 +297,16 @@ pub(super) async fn catch_up_reader_sees_every_event_once_in_order<S: Store>(
                     Ok(page) => page,
                     Err(error) => panic!("read_all({after}, {PAGE}) failed: {error:?}"),
                 };
-                if page.is_empty() {
+                assert_page(&page, after, PAGE);
+                let Some(last) = page.last() else {
                     if finished {
                         return seen;
                     }
                     tokio::task::yield_now().await;
                     continue;
-                }
-                for event in page {
-                    assert!(
-                        event.global_position > after,
-                        "read_all({after}, ..) returned position {}",
-                        event.global_position
-                    );
-                    after = event.global_position;
-                    seen.push(event);
-                }
+                };
+                after = last.global_position;
+                seen.extend(page);
             }
         })
     };

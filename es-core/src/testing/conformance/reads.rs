@@ -1,8 +1,8 @@
 //! Reads: stream ranges, time-bounded reads, paging through the global log, last position.
 
 use super::{
-    append_ok, assert_positions_increase, batch, ids, last_position, new_ids, read_log,
-    read_stream_all, stream, versions, Store,
+    append_ok, assert_page, assert_positions_increase, batch, ids, last_position, new_ids,
+    read_log, read_stream_all, stream, versions, Store,
 };
 use crate::clock::{Clock, ManualClock};
 use crate::event::RecordedEvent;
@@ -275,11 +275,7 @@ pub(super) async fn read_all_pages_through_the_log<S: Store>(store: S, _clock: M
         let mut after = GlobalPosition::START;
         loop {
             let page = store.read_all(after, limit).await.expect("read_all");
-            assert!(
-                page.len() <= limit,
-                "read_all({after}, {limit}) returned {} events",
-                page.len()
-            );
+            assert_page(&page, after, limit);
             let Some(last) = page.last() else { break };
             after = last.global_position;
             paged.extend(page);

@@ -1,0 +1,326 @@
+//! The conformance suite is only worth running if it fails on broken stores. Each test here
+//! wraps the in-memory store with one deliberate, realistic bug and checks that the suite
+//! rejects it, naming the broken sentence. The wrapper without a bug passes the whole suite.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::{ready, Future, Ready};
+use std::sync::Mutex;
+
+use es_core::testing::conformance;
+use es_core::{
+    AppendOutcome, EventStore, ExpectedVersion, GlobalPosition, InMemory, ManualClock, NewEvent,
+    ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError, StreamId,
+    Timestamp, Version, VersionRange,
+};
+use tokio::sync::Barrier;
+
+/// The one bug a [`Broken`] store has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bug {
+    /// No bug: the wrapper forwards everything.
+    None,
+    /// Appends ignore the expected version.
+    IgnoresExpectedVersion,
+    /// A conflict reports the stream as having no events.
+    ConflictWithoutActualVersion,
+    /// A rejected batch still writes its first event.
+    PartialWriteOnConflict,
+    /// An empty append succeeds.
+    AcceptsEmptyAppend,
+    /// `read_stream_until` excludes events recorded exactly at the bound.
+    ExclusiveTimeBound,
+    /// Timestamps are stored with millisecond precision.
+    MillisecondTimestamps,
+    /// `read_all(after)` includes the event at `after`.
+    ReadAllIncludesAfter,
+    /// `read_all` ignores its limit.
+    ReadAllIgnoresLimit,
+    /// Metadata key/values are dropped.
+    DropsMetadataExtra,
+    /// Payloads go through a UTF-8 text column.
+    PayloadAsText,
+    /// Streams are keyed by their `type/id` text, so `a/b` + `c` collides with `a` + `b/c`.
+    StreamKeyedByText,
+    /// Stream ids are compared without regard to case.
+    CaseInsensitiveIds,
+    /// An older snapshot replaces a newer one.
+    OverwritesNewerSnapshot,
+    /// A saved projection is never replaced.
+    KeepsFirstProjection,
+    /// The version check and the write are not one atomic step.
+    CheckThenWrite,
+}
+
+/// The in-memory store with one [`Bug`].
+struct Broken {
+    inner: InMemory,
+    bug: Bug,
+    snapshots: Mutex<HashMap<StreamId, Snapshot>>,
+    projections: Mutex<HashMap<String, SavedProjection>>,
+    /// Lets two appends pass the version check together ([`Bug::CheckThenWrite`]).
+    pair: Barrier,
+}
+
+fn factory(bug: Bug) -> impl Fn(ManualClock) -> Ready<Broken> + Copy + Send + Sync + 'static {
+    move |clock| {
+        ready(Broken {
+            inner: InMemory::with_clock(clock),
+            bug,
+            snapshots: Mutex::default(),
+            projections: Mutex::default(),
+            pair: Barrier::new(2),
+        })
+    }
+}
+
+impl Broken {
+    /// The stream the inner store keeps `stream` under.
+    fn key(&self, stream: &StreamId) -> StreamId {
+        match self.bug {
+            Bug::StreamKeyedByText => StreamId::new("all", stream.to_string()),
+            Bug::CaseInsensitiveIds => StreamId::new(
+                stream.aggregate_type().to_lowercase(),
+                stream.aggregate_id().to_lowercase(),
+            ),
+            _ => stream.clone(),
+        }
+    }
+
+    /// An event as the broken store returns it.
+    fn damage(&self, mut event: RecordedEvent) -> RecordedEvent {
+        match self.bug {
+            Bug::StreamKeyedByText => {
+                let text = event.stream.aggregate_id().to_owned();
+                let (aggregate_type, id) = text.split_once('/').unwrap_or((&text, ""));
+                event.stream = StreamId::new(aggregate_type, id);
+            }
+            Bug::MillisecondTimestamps => {
+                let micros = event.recorded_at.as_micros();
+                event.recorded_at = Timestamp::from_micros(micros - micros.rem_euclid(1000));
+            }
+            Bug::DropsMetadataExtra => event.metadata.extra.clear(),
+            Bug::PayloadAsText => {
+                event.payload = String::from_utf8_lossy(&event.payload)
+                    .into_owned()
+                    .into_bytes();
+            }
+            _ => {}
+        }
+        event
+    }
+
+    fn damage_all(&self, events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+        events.into_iter().map(|e| self.damage(e)).collect()
+    }
+
+    async fn current_version(&self, stream: &StreamId) -> Result<Option<Version>, StoreError> {
+        let events = self.inner.read_stream(stream, VersionRange::all()).await?;
+        Ok(events.last().map(|e| e.version))
+    }
+}
+
+impl EventStore for Broken {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let key = self.key(stream);
+        match self.bug {
+            Bug::IgnoresExpectedVersion => {
+                return self.inner.append(&key, ExpectedVersion::Any, events).await
+            }
+            Bug::AcceptsEmptyAppend if events.is_empty() => {
+                let version = self.current_version(&key).await?.unwrap_or_default();
+                let position = self.inner.last_position().await?;
+                return Ok(AppendOutcome { version, position });
+            }
+            Bug::CheckThenWrite => {
+                expected.check(stream, self.current_version(&key).await?)?;
+                self.pair.wait().await;
+                return self.inner.append(&key, ExpectedVersion::Any, events).await;
+            }
+            _ => {}
+        }
+        let first = events.first().cloned();
+        match self.inner.append(&key, expected, events).await {
+            Err(StoreError::Conflict(mut conflict)) => {
+                conflict.stream = stream.clone();
+                match self.bug {
+                    Bug::ConflictWithoutActualVersion => conflict.actual = None,
+                    Bug::PartialWriteOnConflict => {
+                        if let Some(first) = first {
+                            self.inner
+                                .append(&key, ExpectedVersion::Any, vec![first])
+                                .await?;
+                        }
+                    }
+                    _ => {}
+                }
+                Err(StoreError::Conflict(conflict))
+            }
+            other => other,
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_stream(&self.key(stream), range).await?;
+        Ok(self.damage_all(events))
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &StreamId,
+        until: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let until = if self.bug == Bug::ExclusiveTimeBound {
+            until.saturating_add_micros(-1)
+        } else {
+            until
+        };
+        let events = self
+            .inner
+            .read_stream_until(&self.key(stream), until)
+            .await?;
+        Ok(self.damage_all(events))
+    }
+
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (after, limit) = match self.bug {
+            Bug::ReadAllIncludesAfter => (GlobalPosition(after.get().saturating_sub(1)), limit),
+            Bug::ReadAllIgnoresLimit => (after, usize::MAX),
+            _ => (after, limit),
+        };
+        let events = self.inner.read_all(after, limit).await?;
+        Ok(self.damage_all(events))
+    }
+
+    async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
+        self.inner.last_position().await
+    }
+}
+
+impl SnapshotStore for Broken {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut snapshots = self.snapshots.lock().unwrap();
+        let keep_stored = snapshots
+            .get(&snapshot.stream)
+            .is_some_and(|stored| stored.version > snapshot.version);
+        if !keep_stored || self.bug == Bug::OverwritesNewerSnapshot {
+            snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.snapshots.lock().unwrap().get(stream).cloned())
+    }
+}
+
+impl ProjectionStore for Broken {
+    async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        let mut projections = self.projections.lock().unwrap();
+        if self.bug != Bug::KeepsFirstProjection || !projections.contains_key(&saved.name) {
+            projections.insert(saved.name.clone(), saved);
+        }
+        Ok(())
+    }
+
+    async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
+        Ok(self.projections.lock().unwrap().get(name).cloned())
+    }
+}
+
+/// The wrapper itself keeps the contract: every failure below is its bug's doing.
+mod without_a_bug {
+    use super::{factory, Bug};
+
+    es_core::conformance_tests!(factory(Bug::None));
+}
+
+/// Runs `check` and asserts that it fails with a message containing `sentence`.
+async fn assert_caught(check: impl Future<Output = ()> + Send + 'static, sentence: &str) {
+    let Err(error) = tokio::spawn(check).await else {
+        panic!("the suite accepted a broken store; expected a failure saying `{sentence}`");
+    };
+    let payload: Box<dyn Any + Send> = error.into_panic();
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(
+        message.contains(sentence),
+        "the suite failed, but its message does not name the broken sentence `{sentence}`:\n{message}"
+    );
+}
+
+macro_rules! caught {
+    ($($test:ident: $bug:ident by $check:ident saying $sentence:literal;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $test() {
+            assert_caught(conformance::$check(factory(Bug::$bug)), $sentence).await;
+        }
+    )*};
+}
+
+caught! {
+    ignoring_the_expected_version: IgnoresExpectedVersion
+        by new_stream_rejects_stream_exists
+        saying "StreamExists on a stream with no events must be a conflict";
+    accepting_a_stale_writer: IgnoresExpectedVersion
+        by existing_stream_rejects_stale_exact_version
+        saying "a writer whose expected version is stale must get a conflict";
+    a_conflict_without_the_actual_version: ConflictWithoutActualVersion
+        by existing_stream_rejects_no_stream
+        saying "the conflict must carry the stream, the expected version and the stream's actual version";
+    a_partial_write_on_conflict: PartialWriteOnConflict
+        by rejected_batch_writes_nothing
+        saying "a rejected batch must write nothing";
+    accepting_an_empty_append: AcceptsEmptyAppend
+        by empty_append_is_rejected
+        saying "must be StoreError::EmptyAppend";
+    an_exclusive_time_bound: ExclusiveTimeBound
+        by read_stream_until_includes_events_at_or_before_the_bound
+        saying "read_stream_until(exactly t1) must return the events recorded at or before it";
+    millisecond_timestamps: MillisecondTimestamps
+        by events_are_stamped_with_the_store_clock
+        saying "to the microsecond";
+    read_all_including_its_start: ReadAllIncludesAfter
+        by read_all_pages_through_the_log
+        saying "not after";
+    read_all_ignoring_its_limit: ReadAllIgnoresLimit
+        by read_all_pages_through_the_log
+        saying "read_all(0, 1) returned";
+    dropping_metadata: DropsMetadataExtra
+        by stored_fields_round_trip_unchanged
+        saying "stored fields must read back unchanged (metadata)";
+    payloads_through_text: PayloadAsText
+        by stored_fields_round_trip_unchanged
+        saying "stored fields must read back unchanged (payload";
+    streams_keyed_by_their_text: StreamKeyedByText
+        by unusual_stream_ids_are_kept_intact_and_apart
+        saying "must hold exactly its own events";
+    case_insensitive_stream_ids: CaseInsensitiveIds
+        by unusual_stream_ids_are_kept_intact_and_apart
+        saying "must hold exactly its own events";
+    overwriting_a_newer_snapshot: OverwritesNewerSnapshot
+        by older_snapshot_does_not_replace_newer
+        saying "must not replace it";
+    never_replacing_a_projection: KeepsFirstProjection
+        by projection_round_trips_and_is_replaced
+        saying "saving again must replace state and position";
+    checking_then_writing_in_two_steps: CheckThenWrite
+        by racing_appends_with_the_same_expected_version_have_one_winner
+        saying "exactly one must win";
+}
