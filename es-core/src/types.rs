@@ -201,9 +201,15 @@ impl FromStr for Timestamp {
     }
 }
 
+/// The instants RFC 3339 text can express, years 0000 to 9999, in microseconds.
+const RFC3339_RANGE: std::ops::RangeInclusive<i64> =
+    -62_167_219_200_000_000..=253_402_300_799_999_999;
+
 impl Serialize for Timestamp {
+    /// RFC 3339 text in human-readable formats (integer microseconds for the rare instant
+    /// outside years 0000 to 9999, which the text cannot express); one integer in binary ones.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
+        if serializer.is_human_readable() && RFC3339_RANGE.contains(&self.0) {
             serializer.collect_str(self)
         } else {
             serializer.serialize_i64(self.0)
@@ -213,9 +219,26 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp or integer microseconds since the Unix epoch")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, micros: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(micros))
+            }
+            fn visit_u64<E: serde::de::Error>(self, micros: u64) -> Result<Timestamp, E> {
+                i64::try_from(micros)
+                    .map(Timestamp)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(micros), &self))
+            }
+        }
         if deserializer.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-            text.parse().map_err(serde::de::Error::custom)
+            deserializer.deserialize_any(Visitor)
         } else {
             i64::deserialize(deserializer).map(Timestamp)
         }
@@ -225,6 +248,37 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_timestamp_round_trips_through_json_and_postcard() {
+        let edges = [
+            i64::MIN,
+            *RFC3339_RANGE.start() - 1,
+            *RFC3339_RANGE.start(),
+            -1,
+            0,
+            *RFC3339_RANGE.end(),
+            *RFC3339_RANGE.end() + 1,
+            i64::MAX,
+        ];
+        for micros in edges {
+            let t = Timestamp::from_micros(micros);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(&json).unwrap(),
+                t,
+                "{json}"
+            );
+            let bytes = postcard::to_stdvec(&t).unwrap();
+            assert_eq!(postcard::from_bytes::<Timestamp>(&bytes).unwrap(), t);
+        }
+        assert_eq!(
+            serde_json::to_string(&Timestamp::MAX).unwrap(),
+            i64::MAX.to_string()
+        );
+        assert!(serde_json::from_str::<Timestamp>("true").is_err());
+        assert!(serde_json::from_str::<Timestamp>("18446744073709551615").is_err());
+    }
 
     #[test]
     fn timestamp_round_trips_through_text() {
