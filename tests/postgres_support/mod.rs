@@ -163,3 +163,22 @@ pub fn events(count: usize) -> Vec<NewEvent> {
 pub fn stream(kind: &str, id: impl std::fmt::Display) -> StreamId {
     StreamId::new(kind, id.to_string())
 }
+
+/// A small deterministic pseudo-random generator (xorshift64*), so a failing run can be
+/// repeated from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator started from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number, uniform in `0..bound` (`bound` > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
+    }
+}
