@@ -26,6 +26,11 @@
 //! reaches tokio through `es_core::__private::tokio`, so the store's crate needs no tokio
 //! dev-dependency of its own for it, only `es-core` with the `testing` feature.
 //!
+//! A store that needs a resource to live exactly as long as it (the temporary directory of its
+//! file, a schema to drop) can return [`Guarded::new(store, guard)`](Guarded): the guard is
+//! dropped right after the store, and the pair forwards every call, so no forwarding impl is
+//! needed in the test file.
+//!
 //! A store that needs an external server can skip when none is configured: make the factory
 //! return `Option<MyStore>` (`None` when, for example, no server URL is set) and write
 //! `es_core::conformance_tests!(optional: store);`. Each check then prints one line saying it
@@ -59,9 +64,12 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 mod appends;
 mod fields;
+mod guarded;
 mod races;
 mod reads;
 mod side_stores;
+
+pub use guarded::Guarded;
 
 /// The instant every check's clock starts at: 2023-11-14T22:13:20Z.
 pub const START: Timestamp = Timestamp::from_micros(1_700_000_000_000_000);
