@@ -88,8 +88,11 @@ impl EventStore for InMemory {
         if events.is_empty() {
             return Err(StoreError::EmptyAppend);
         }
-        let now = self.clock.now();
         let mut inner = self.lock();
+        // Read the clock under the lock that orders the log, so a stream's timestamps never
+        // run backwards against its versions (which would make `read_stream_until` return a
+        // stream with a hole, and `load_as_of` fail).
+        let now = self.clock.now();
         let current = inner
             .streams
             .get(stream)
