@@ -8,13 +8,16 @@ mod postgres_support;
 
 use std::time::Duration;
 
+use es_core::store::postgres::AppendEnding;
 use es_core::store::postgres::{Postgres, PostgresOptions};
 use es_core::{
     Clock, CodecId, EventStore, ExpectedVersion, GlobalPosition, ManualClock, Metadata, NewEvent,
     ProjectionStore, SavedProjection, Snapshot, SnapshotStore, StoreError, Timestamp, Version,
     VersionRange,
 };
-use postgres_support::{event, events, stream, TestSchema};
+use postgres_support::{
+    event, events, idle_in_transaction, stream, with_application_name, TestSchema,
+};
 use uuid::Uuid;
 
 /// Empty metadata as the store writes it, for rows inserted with plain SQL.
@@ -329,19 +332,13 @@ async fn text_postgresql_cannot_hold_is_a_typed_error_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn an_open_transaction_holds_back_read_all_but_not_read_stream() {
-    let Some(schema) = TestSchema::new("open_transaction_visibility") else {
+async fn an_unrelated_open_transaction_does_not_hold_back_read_all() {
+    let Some(schema) = TestSchema::new("unrelated_open_transaction") else {
         return;
     };
     let store = schema.store().await;
-    let order = stream("order", 1);
-    store
-        .append(&order, ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
-    let before = store.last_position().await.unwrap();
-
-    // Another session of the cluster opens a transaction that has written (so has an id).
+    // Another session of the cluster keeps a transaction open that has written (so has an
+    // id, and holds back the cluster's oldest running transaction).
     let other = schema.raw().await;
     other.batch_execute("BEGIN").await.unwrap();
     other
@@ -350,53 +347,49 @@ async fn an_open_transaction_holds_back_read_all_but_not_read_stream() {
         .unwrap();
 
     let outcome = store
-        .append(&order, ExpectedVersion::Exact(Version(1)), events(2))
+        .append(&stream("order", 1), ExpectedVersion::NoStream, events(2))
         .await
         .unwrap();
+    // Only appends in flight in this store hold readers back: the reader sees its write.
     assert_eq!(
         store
-            .read_stream(&order, VersionRange::all())
+            .read_all(GlobalPosition::START, 10)
             .await
             .unwrap()
             .len(),
-        3
+        2
     );
-    assert!(
-        store.read_all(before, 10).await.unwrap().is_empty(),
-        "events committed after an open transaction began must wait for it"
-    );
-    assert_eq!(store.last_position().await.unwrap(), before);
-
-    other.batch_execute("COMMIT").await.unwrap();
-    let released = store.read_all(before, 10).await.unwrap();
-    assert_eq!(released.len(), 2);
     assert_eq!(store.last_position().await.unwrap(), outcome.position);
+    other.batch_execute("ROLLBACK").await.unwrap();
 }
 
-#[tokio::test]
-async fn a_later_commit_with_a_lower_position_is_never_skipped() {
-    let Some(schema) = TestSchema::new("lower_position_commits_later") else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_in_flight_holds_back_every_later_position() {
+    let Some(schema) = TestSchema::new("append_in_flight") else {
         return;
     };
     let store = schema.store().await;
-    // A writer takes a position in its transaction and has not committed yet.
-    let slow = schema.raw().await;
-    slow.batch_execute("BEGIN").await.unwrap();
-    let slow_position: i64 = slow
-        .query_one(
-            &format!(
-                "INSERT INTO \"{}\".events (aggregate_type, aggregate_id, version, event_id,
-                     event_type, schema_version, codec, payload, metadata, recorded_at)
-                 VALUES ('order', 'slow', 1, $1, 'Tick', 1, 2, '\\x00', $2::text::json, 0)
-                 RETURNING global_position",
-                schema.name()
-            ),
-            &[&Uuid::now_v7(), &empty_metadata()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    // A faster writer commits a higher position.
+    let name = format!("slow_{}", schema.name());
+    let slow_store = Postgres::connect_with(
+        PostgresOptions::new(with_application_name(schema.url(), &name))
+            .with_schema(schema.name())
+            .with_pool_size(1),
+    )
+    .await
+    .unwrap();
+    // A slow append takes its positions and stays open for a while before committing.
+    let slow = tokio::spawn(async move {
+        slow_store
+            .append_ending(
+                &stream("order", "slow"),
+                ExpectedVersion::NoStream,
+                events(3),
+                AppendEnding::CommitAfter(Duration::from_secs(2)),
+            )
+            .await
+    });
+    idle_in_transaction(&schema.raw().await, &name).await;
+    // A fast append commits higher positions meanwhile.
     let fast = store
         .append(
             &stream("order", "fast"),
@@ -405,20 +398,39 @@ async fn a_later_commit_with_a_lower_position_is_never_skipped() {
         )
         .await
         .unwrap();
-    assert!(fast.position.get() > slow_position as u64);
-
-    // A catch-up reader must not move past the slow writer's position yet...
-    let seen = store.read_all(GlobalPosition::START, 100).await.unwrap();
-    assert!(
-        seen.is_empty(),
-        "read_all returned {seen:?} while a lower position is pending"
+    assert_eq!(
+        store
+            .read_stream(&stream("order", "fast"), VersionRange::all())
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 
-    // ...and sees both, in order, once it commits.
-    slow.batch_execute("COMMIT").await.unwrap();
+    // Whatever a reader gets now, it never holds the fast event without the slow ones before
+    // it (while the slow append is open, that means it gets nothing).
     let seen = store.read_all(GlobalPosition::START, 100).await.unwrap();
-    let positions: Vec<u64> = seen.iter().map(|e| e.global_position.get()).collect();
-    assert_eq!(positions, [slow_position as u64, fast.position.get()]);
+    let last = store.last_position().await.unwrap();
+    let slow = slow.await.unwrap().unwrap();
+    assert!(slow.position < fast.position);
+    let positions: Vec<GlobalPosition> = seen.iter().map(|e| e.global_position).collect();
+    assert!(
+        positions.is_empty() || positions.len() == 4,
+        "read_all returned {positions:?} while positions up to {} were in flight",
+        slow.position
+    );
+    assert!(
+        last == GlobalPosition::START || last == fast.position,
+        "{last:?}"
+    );
+
+    // Once it commits, a reader sees all four, in order.
+    let seen = store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert_eq!(seen.len(), 4);
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].global_position < w[1].global_position));
+    assert_eq!(seen.last().unwrap().global_position, fast.position);
 }
 
 #[tokio::test]
@@ -432,7 +444,7 @@ async fn a_delayed_commit_is_readable_once_committed_and_a_rolled_back_one_never
             &stream("order", 1),
             ExpectedVersion::NoStream,
             events(2),
-            es_core::store::postgres::AppendEnding::CommitAfter(Duration::from_millis(1)),
+            AppendEnding::CommitAfter(Duration::from_millis(1)),
         )
         .await
         .unwrap();
@@ -441,7 +453,7 @@ async fn a_delayed_commit_is_readable_once_committed_and_a_rolled_back_one_never
             &stream("order", 2),
             ExpectedVersion::NoStream,
             events(3),
-            es_core::store::postgres::AppendEnding::RollBackAfter(Duration::from_millis(1)),
+            AppendEnding::RollBackAfter(Duration::from_millis(1)),
         )
         .await
         .unwrap();
@@ -459,7 +471,7 @@ async fn a_delayed_commit_is_readable_once_committed_and_a_rolled_back_one_never
             &stream("order", 1),
             ExpectedVersion::NoStream,
             events(1),
-            es_core::store::postgres::AppendEnding::RollBackAfter(Duration::ZERO),
+            AppendEnding::RollBackAfter(Duration::ZERO),
         )
         .await
         .unwrap_err();

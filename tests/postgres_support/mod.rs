@@ -182,3 +182,34 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
     }
 }
+
+/// `url` with the connection parameter `application_name` set to `name`, so a test can find
+/// the store's sessions in `pg_stat_activity`.
+pub fn with_application_name(url: &str, name: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}application_name={name}")
+    } else {
+        format!("{url} application_name={name}")
+    }
+}
+
+/// Waits until a session named `application_name` sits idle inside a transaction (an
+/// append held open by its test hook), and returns its process id.
+pub async fn idle_in_transaction(watcher: &tokio_postgres::Client, application_name: &str) -> i32 {
+    for _ in 0..2_000 {
+        let row = watcher
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE application_name = $1 AND state = 'idle in transaction'",
+                &[&application_name],
+            )
+            .await
+            .expect("pg_stat_activity reads");
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("no session `{application_name}` was ever idle in a transaction");
+}

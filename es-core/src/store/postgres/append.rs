@@ -32,9 +32,10 @@ pub enum AppendEnding {
 }
 
 /// A pooled connection that goes back to the pool only when [`Checkout::release`] says the
-/// session is clean. Dropped any other way (an error mid-transaction, or the append's
-/// future dropped by its caller), the connection is closed instead, so the server rolls the
-/// open transaction back and frees its locks; no later user inherits either.
+/// session is clean (outside any transaction). Dropped any other way (an error, or the
+/// append's future dropped by its caller mid-transaction), the connection is closed instead,
+/// so the server rolls the open transaction back and frees its locks; no later user of the
+/// pool inherits either.
 struct Checkout {
     client: Option<Object>,
 }
@@ -89,8 +90,6 @@ struct Request<'a> {
 struct Replies {
     /// `global_position, version` of each inserted row; none on a version mismatch.
     rows: Vec<Row>,
-    /// Whether the position lock was released (a connection still holding it is closed).
-    unlocked: bool,
     /// The stream's last version after the insert (before it, when nothing was inserted).
     current: Option<Version>,
 }
@@ -99,8 +98,7 @@ impl Request<'_> {
     /// Sends the whole transaction up to (and, if `commit_now`, including) `COMMIT` as one
     /// pipeline: every request goes out before any reply is awaited (tokio-postgres sends a
     /// request when its future is first polled, and `join!` first polls in order), and the
-    /// server runs them one after the other. The position lock is thus held only while the
-    /// insert runs, never across a network wait, and is released before the commit's flush.
+    /// server runs them one after the other.
     async fn run(
         &self,
         client: &Object,
@@ -108,11 +106,10 @@ impl Request<'_> {
         commit_now: bool,
     ) -> Result<Replies, tokio_postgres::Error> {
         let sql = &store.sql;
-        let (lock_stream, lock_positions, insert, unlock_positions, stream_version) = tokio::try_join!(
+        let (lock_stream, mark_in_flight, insert, stream_version) = tokio::try_join!(
             client.prepare_cached(&sql.lock_stream),
-            client.prepare_cached(&sql.lock_positions),
+            client.prepare_cached(&sql.mark_in_flight),
             client.prepare_cached(&sql.append),
-            client.prepare_cached(&sql.unlock_positions),
             client.prepare_cached(&sql.stream_version),
         )?;
         let batch = &self.batch;
@@ -131,13 +128,12 @@ impl Request<'_> {
         ];
         let stream_params: [&(dyn ToSql + Sync); 2] = [&self.aggregate_type, &self.aggregate_id];
         let stream_key: [&(dyn ToSql + Sync); 1] = [&self.stream_key];
-        let positions_key: [&(dyn ToSql + Sync); 1] = [&store.positions_key];
-        let (begun, stream_locked, positions_locked, inserted, unlocked, current, committed) = tokio::join!(
+        let in_flight_tag: [&(dyn ToSql + Sync); 1] = [&store.in_flight_tag];
+        let (begun, stream_locked, marked, inserted, current, committed) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.execute(&lock_stream, &stream_key),
-            client.execute(&lock_positions, &positions_key),
+            client.execute(&mark_in_flight, &in_flight_tag),
             client.query(&insert, &insert_params),
-            client.query_one(&unlock_positions, &positions_key),
             client.query_one(&stream_version, &stream_params),
             async {
                 if commit_now {
@@ -151,14 +147,12 @@ impl Request<'_> {
         // aborted transaction.
         begun?;
         stream_locked?;
-        positions_locked?;
+        marked?;
         let rows = inserted?;
-        let unlocked: bool = unlocked?.try_get(0)?;
         let current: Option<i64> = current?.try_get(0)?;
         committed?;
         Ok(Replies {
             rows,
-            unlocked,
             current: current.map(|version| Version(version.max(0) as u64)),
         })
     }
@@ -237,9 +231,7 @@ pub(super) async fn append(
                 .await
                 .map_err(query_error)?;
         }
-        if replies.unlocked {
-            checkout.release();
-        }
+        checkout.release();
         return Err(conflict(stream, expected, replies.current));
     }
     let outcome = outcome(&replies.rows, count)?;
@@ -261,9 +253,7 @@ pub(super) async fn append(
             Err(error) => return Err(query_error(error)),
         }
     }
-    if replies.unlocked {
-        checkout.release();
-    }
+    checkout.release();
     Ok(outcome)
 }
 

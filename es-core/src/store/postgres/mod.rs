@@ -29,33 +29,36 @@
 //! # How an append works
 //!
 //! One round trip, pipelined: `BEGIN`; take a transaction-scoped advisory lock on the stream
-//! (so appends to one stream queue up and the version check sees the last commit); take the
-//! store's *position lock*; one `INSERT ... SELECT FROM unnest(...)` that checks the
-//! expected version and writes the whole batch, or nothing; release the position lock;
-//! `COMMIT`. A version mismatch inserts no row and comes back as a typed
-//! [`Conflict`](crate::Conflict) with the actual version read under the same lock. A unique
-//! violation or serialization failure (a writer that bypassed the stream lock, or a
-//! serializable default isolation level) is also reported as a conflict, never as a raw
-//! database error.
+//! (so appends to one stream queue up and the version check sees the last commit); mark the
+//! transaction *in flight* (below); one `INSERT ... SELECT FROM unnest(...)` that checks the
+//! expected version and writes the whole batch, or nothing; `COMMIT`. A version mismatch
+//! inserts no row and comes back as a typed [`Conflict`](crate::Conflict) with the actual
+//! version read under the same lock. A unique violation or serialization failure (a writer
+//! that bypassed the stream lock, or a serializable default isolation level) is also
+//! reported as a conflict, never as a raw database error.
 //!
 //! # Why reads are gap-safe
 //!
-//! PostgreSQL commits concurrent transactions in any order, so a transaction holding
-//! positions 5 and 6 can commit after another one holding 7: a reader that resumed after 7
-//! would skip 5 and 6. Two rules prevent that.
+//! Positions come from a sequence, and PostgreSQL commits concurrent transactions in any
+//! order: a transaction holding positions 5 and 6 can commit after another one holding 7,
+//! and a reader that resumed after 7 would skip 5 and 6. So `read_all` only returns
+//! positions below a *bound* that no transaction still in flight can undercut:
 //!
-//! - Every row records its transaction id (`pg_current_xact_id()`), and transaction ids are
-//!   handed out in the same order as positions: both are taken while the position lock is
-//!   held, which covers only the insert itself (not the commit's flush to disk).
-//! - `read_all` and `last_position` return only rows whose transaction id is below
-//!   `pg_snapshot_xmin(pg_current_snapshot())`: every older transaction has ended, so any
-//!   row that becomes visible later belongs to a newer transaction and has a higher position
-//!   than everything already returned.
+//! - Before taking any position, an append reads the sequence's next value `n` and takes a
+//!   shared, transaction-scoped advisory lock keyed by the store and `n` (its low 32 bits).
+//!   Every position it then gets is at least `n`, and the lock lasts until it commits or
+//!   rolls back (or its session dies).
+//! - A reader reads the sequence's next value `a`, then the in-flight locks of the store
+//!   from `pg_locks` (their positions rebuilt from the low 32 bits against a second read of
+//!   the sequence), and takes as bound the least of `a` and those positions. Then, in a new
+//!   statement (a newer snapshot), it reads the committed events below the bound.
 //!
-//! The cost of the second rule: while any transaction of the database cluster that has
-//! written something stays open, events committed after it began are held back from
-//! `read_all` (they are still in `read_stream`). Keep transactions short; an idle open
-//! transaction in another application delays the read models of this one.
+//! An append that could still commit a position below the bound would have had to be in
+//! flight when the locks were read (and would have lowered the bound) or start after the
+//! sequence read `a` (and get positions of at least `a`). So once `read_all` has returned
+//! position `p`, nothing below `p` can appear later. Only appends in flight *in the same
+//! store* hold readers back, for as long as they take to commit; nothing else in the
+//! database does. `last_position` follows the same rule.
 //!
 //! Connections are plain TCP (no TLS). A connection lost mid-append gives
 //! [`StoreError::Connection`]; the transaction is rolled back by the server unless its
@@ -65,7 +68,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use crate::clock::{Clock, SystemClock};
@@ -176,8 +179,9 @@ struct Shared {
     schema: SchemaName,
     sql: Sql,
     clock: Arc<dyn Clock>,
-    /// The advisory-lock key that orders position and transaction-id assignment.
-    positions_key: i64,
+    /// The first key of the in-flight locks of this store, as `pg_advisory_xact_lock_shared`
+    /// takes it.
+    in_flight_tag: i32,
 }
 
 impl fmt::Debug for Postgres {
@@ -246,7 +250,9 @@ impl Postgres {
         Ok(Postgres {
             shared: Arc::new(Shared {
                 pool,
-                positions_key: lock_key(&["positions", schema.as_str()]),
+                // The low 32 bits of a key derived from the schema name: truncation intended.
+                #[allow(clippy::cast_possible_truncation)]
+                in_flight_tag: lock_key(&["in flight", schema.as_str()]) as i32,
                 sql: Sql::new(&schema),
                 schema,
                 clock: options.clock,
@@ -320,6 +326,32 @@ impl Shared {
     fn events(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, StoreError> {
         rows.iter().map(rows::recorded_event).collect()
     }
+
+    /// The exclusive bound below which every position is final (committed or never to be):
+    /// see "Why reads are gap-safe" in the module docs. One round trip.
+    async fn read_bound(&self, client: &Object) -> Result<i64, tokio_postgres::Error> {
+        let (next_position, in_flight) = tokio::try_join!(
+            client.prepare_cached(&self.sql.next_position),
+            client.prepare_cached(&self.sql.in_flight),
+        )?;
+        // As the `classid` column of `pg_locks` shows it: the same 32 bits, unsigned.
+        let tag = i64::from(self.in_flight_tag as u32);
+        let tag: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tag];
+        // In this order: the sequence, the locks, the sequence again (pipelined).
+        let (before, marks, after) = tokio::join!(
+            client.query_one(&next_position, &[]),
+            client.query(&in_flight, &tag),
+            client.query_one(&next_position, &[]),
+        );
+        let mut bound: i64 = before?.try_get(0)?;
+        let after: i64 = after?.try_get(0)?;
+        for mark in marks? {
+            let low_bits: i64 = mark.try_get(0)?;
+            // The marked position is at most `after`, and less than 2^32 below it.
+            bound = bound.min(after - (after - low_bits).rem_euclid(1 << 32));
+        }
+        Ok(bound)
+    }
 }
 
 impl EventStore for Postgres {
@@ -387,22 +419,36 @@ impl EventStore for Postgres {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let shared = &self.shared;
-        let rows = shared
-            .query(&shared.sql.read_all, &[&after, &limit])
-            .await?;
+        let client = shared.pool.get().await.map_err(pool_error)?;
+        let bound = shared.read_bound(&client).await.map_err(query_error)?;
+        if bound <= after.saturating_add(1) {
+            return Ok(Vec::new());
+        }
+        let statement = client
+            .prepare_cached(&shared.sql.read_all)
+            .await
+            .map_err(query_error)?;
+        let rows = client
+            .query(&statement, &[&after, &bound, &limit])
+            .await
+            .map_err(query_error)?;
         Shared::events(&rows)
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         let shared = &self.shared;
-        let rows = shared.query(&shared.sql.last_position, &[]).await?;
-        match rows.first() {
-            None => Ok(GlobalPosition::START),
-            Some(row) => {
-                let position: i64 = row.try_get(0).map_err(query_error)?;
-                Ok(GlobalPosition(position.max(0) as u64))
-            }
-        }
+        let client = shared.pool.get().await.map_err(pool_error)?;
+        let bound = shared.read_bound(&client).await.map_err(query_error)?;
+        let statement = client
+            .prepare_cached(&shared.sql.last_position)
+            .await
+            .map_err(query_error)?;
+        let row = client
+            .query_one(&statement, &[&bound])
+            .await
+            .map_err(query_error)?;
+        let position: Option<i64> = row.try_get(0).map_err(query_error)?;
+        Ok(GlobalPosition(position.unwrap_or(0).max(0) as u64))
     }
 }
 

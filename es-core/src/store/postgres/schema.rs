@@ -90,11 +90,9 @@ pub(super) const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggrega
 pub(super) struct Sql {
     /// `$1` stream lock key: serializes appends to one stream until commit.
     pub lock_stream: String,
-    /// `$1` position lock key: taken around the insert only (see the module docs of
-    /// `postgres`).
-    pub lock_positions: String,
-    /// `$1` position lock key.
-    pub unlock_positions: String,
+    /// `$1` in-flight tag: takes the shared lock that marks this transaction as holding
+    /// positions from the next one the sequence hands out (see the module docs).
+    pub mark_in_flight: String,
     /// Checks the expected version and inserts a batch; returns `global_position, version`
     /// of each inserted row (none on a version mismatch).
     pub append: String,
@@ -104,9 +102,13 @@ pub(super) struct Sql {
     pub read_stream: String,
     /// `$1, $2` stream, `$3` recorded at or before.
     pub read_stream_until: String,
-    /// `$1` after position, `$2` limit: committed events no later commit can precede.
+    /// The position the sequence hands out next.
+    pub next_position: String,
+    /// `$1` in-flight tag: the low 32 bits of the first position of each append in flight.
+    pub in_flight: String,
+    /// `$1` after position, `$2` bound (exclusive), `$3` limit.
     pub read_all: String,
-    /// The position of the last event `read_all` can return.
+    /// `$1` bound (exclusive): the last position below it.
     pub last_position: String,
     /// Upserts a snapshot unless a newer one is stored.
     pub save_snapshot: String,
@@ -122,10 +124,21 @@ impl Sql {
     /// The statements for the tables in `schema`.
     pub(super) fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
+        let next = format!(
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+             FROM {s}.events_global_position_seq"
+        );
         Sql {
             lock_stream: "SELECT pg_advisory_xact_lock($1)".to_owned(),
-            lock_positions: "SELECT pg_advisory_lock($1)".to_owned(),
-            unlock_positions: "SELECT pg_advisory_unlock($1)".to_owned(),
+            // Reads the next position, then locks on its low 32 bits: the lock is visible to
+            // readers before this transaction takes any position, and its positions are at
+            // least the one locked on.
+            mark_in_flight: format!(
+                "SELECT pg_advisory_xact_lock_shared($1::int4,
+                     ((CASE WHEN is_called THEN last_value + 1 ELSE last_value END)
+                         & 4294967295)::bit(32)::int4)
+                 FROM {s}.events_global_position_seq"
+            ),
             // `$3` is the kind of expectation (0 any, 1 no stream, 2 stream exists, 3 exact)
             // and `$4` the exact version. The statement's snapshot is taken after the stream
             // lock is held, so `current` is the stream's committed last version.
@@ -167,20 +180,19 @@ impl Sql {
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
                  ORDER BY version"
             ),
-            // Only rows whose transaction is older than every transaction still running:
-            // those can no longer be preceded by a later commit (see the module docs).
+            next_position: next,
+            in_flight: "SELECT objid::bigint FROM pg_locks
+                 WHERE locktype = 'advisory' AND objsubid = 2 AND classid = $1::bigint::oid
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                .to_owned(),
             read_all: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events
-                 WHERE global_position > $1
-                   AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+                 WHERE global_position > $1 AND global_position < $2
                  ORDER BY global_position
-                 LIMIT $2"
+                 LIMIT $3"
             ),
             last_position: format!(
-                "SELECT global_position FROM {s}.events
-                 WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
-                 ORDER BY global_position DESC
-                 LIMIT 1"
+                "SELECT max(global_position) FROM {s}.events WHERE global_position < $1"
             ),
             save_snapshot: format!(
                 "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
@@ -209,8 +221,8 @@ impl Sql {
     }
 }
 
-/// The tables of schema version 1. `transaction_id` is the writing transaction's id, the key
-/// of the gap-safe read rule; positions come from an identity sequence.
+/// The tables of schema version 1. Positions come from the identity sequence
+/// `events_global_position_seq`, which the gap-safe read rule reads as well.
 fn create_tables(schema: &SchemaName) -> String {
     let s = schema.quoted();
     format!(
@@ -219,8 +231,8 @@ fn create_tables(schema: &SchemaName) -> String {
              value text NOT NULL
          );
          CREATE TABLE {s}.events (
-             global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-             transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+             global_position bigint PRIMARY KEY
+                 GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME {s}.events_global_position_seq),
              aggregate_type text NOT NULL,
              aggregate_id text NOT NULL,
              version bigint NOT NULL CHECK (version > 0),
