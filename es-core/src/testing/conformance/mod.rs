@@ -53,6 +53,8 @@
 
 use std::future::Future;
 
+use tokio::task::JoinHandle;
+
 use uuid::Uuid;
 
 use crate::clock::ManualClock;
@@ -239,6 +241,9 @@ checks! {
     /// Each stream keeps its own snapshot, including streams that differ only in aggregate
     /// type.
     side_stores::snapshots_are_kept_per_stream;
+    /// Of many snapshots of one stream saved concurrently, in any order, the one of the highest
+    /// version is the one kept.
+    side_stores::concurrent_snapshot_saves_keep_the_highest_version;
     /// A saved projection loads back unchanged, and saving again replaces it, even with a lower
     /// position (a rebuild); an unknown name loads `None`.
     side_stores::projection_round_trips_and_is_replaced;
@@ -321,6 +326,7 @@ macro_rules! __conformance_tests {
             snapshot_round_trips_unchanged
             older_snapshot_does_not_replace_newer
             snapshots_are_kept_per_stream
+            concurrent_snapshot_saves_keep_the_highest_version
             projection_round_trips_and_is_replaced
             projections_are_kept_per_name
         );
@@ -467,6 +473,15 @@ async fn last_position<S: EventStore + ?Sized>(store: &S) -> GlobalPosition {
         .last_position()
         .await
         .unwrap_or_else(|error| panic!("last_position() failed: {error:?}"))
+}
+
+/// Waits for a spawned task, re-raising its panic (with its message) in the check.
+async fn join<T>(handle: JoinHandle<T>) -> T {
+    match handle.await {
+        Ok(value) => value,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("a task of the check was cancelled: {error}"),
+    }
 }
 
 /// Asserts that `result` is a `Conflict` on `stream` carrying `expected` and `actual`.

@@ -5,26 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Barrier;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    assert_conflict, assert_page, assert_positions_increase, batch, ids, new_ids, read_log,
+    assert_conflict, assert_page, assert_positions_increase, batch, ids, join, new_ids, read_log,
     read_stream_all, stream, versions, Store,
 };
 use crate::clock::ManualClock;
 use crate::event::RecordedEvent;
 use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
 use crate::types::{GlobalPosition, StreamId, Version};
-
-/// Waits for a spawned task, re-raising its panic (with its message) in the check.
-async fn join<T>(handle: JoinHandle<T>) -> T {
-    match handle.await {
-        Ok(value) => value,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        Err(error) => panic!("a task of the check was cancelled: {error}"),
-    }
-}
 
 pub(super) async fn racing_appends_with_the_same_expected_version_have_one_winner<S: Store>(
     store: S,

@@ -1,6 +1,10 @@
 //! The snapshot store and the projection store.
 
-use super::{stream, Store};
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
+
+use super::{join, stream, Store};
 use crate::clock::{Clock, ManualClock};
 use crate::codec::CodecId;
 use crate::snapshot::{SavedProjection, Snapshot};
@@ -136,6 +140,48 @@ pub(super) async fn snapshots_are_kept_per_stream<S: Store>(store: S, clock: Man
     assert_eq!(
         load_snapshot(&store, &StreamId::new("order", "3")).await,
         None
+    );
+}
+
+pub(super) async fn concurrent_snapshot_saves_keep_the_highest_version<S: Store>(
+    store: S,
+    clock: ManualClock,
+) {
+    const TASKS: usize = 16;
+    const SAVES: u64 = 8;
+    let store = Arc::new(store);
+    let stream = stream("contended-snapshot");
+    let at = clock.now();
+    let state_of = |version: u64| format!("state at version {version}").into_bytes();
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS as u64)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            let stream = stream.clone();
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                // Each task saves its versions in a different order, some rising, some falling.
+                for save in 0..SAVES {
+                    let version = 1 + (task * 7 + save * 13) % (TASKS as u64 * SAVES);
+                    save_snapshot(&*store, snapshot(&stream, version, state_of(version), at)).await;
+                }
+            })
+        })
+        .collect();
+    let mut highest = 0;
+    for task in 0..TASKS as u64 {
+        for save in 0..SAVES {
+            highest = highest.max(1 + (task * 7 + save * 13) % (TASKS as u64 * SAVES));
+        }
+    }
+    for task in tasks {
+        join(task).await;
+    }
+    assert_eq!(
+        load_snapshot(&*store, &stream).await,
+        Some(snapshot(&stream, highest, state_of(highest), at)),
+        "of snapshots saved concurrently, the one of the highest version ({highest}) must be kept"
     );
 }
 
