@@ -368,7 +368,47 @@ async fn an_append_in_flight_holds_back_every_later_position() {
     let Some(schema) = TestSchema::new("append_in_flight") else {
         return;
     };
+    in_flight_append_holds_back_later_positions(&schema, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_bound_holds_when_positions_cross_32_bits() {
+    let Some(schema) = TestSchema::new("in_flight_past_32_bits") else {
+        return;
+    };
+    // In-flight markers carry the low 32 bits of a position: past 2^32 the reader must
+    // rebuild the high bits, or it would hold back everything (or nothing).
+    in_flight_append_holds_back_later_positions(&schema, Some((1 << 32) + 10)).await;
+}
+
+/// An early append commits; a slow one then stays open (after taking its positions) while a
+/// fast one commits higher positions. A reader must get the early event (only in-flight
+/// appends hold it back) and never the fast one without the slow ones. With `start`,
+/// positions start there.
+async fn in_flight_append_holds_back_later_positions(schema: &TestSchema, start: Option<i64>) {
     let store = schema.store().await;
+    if let Some(start) = start {
+        schema
+            .raw()
+            .await
+            .batch_execute(&format!(
+                "ALTER TABLE \"{}\".events ALTER COLUMN global_position RESTART WITH {start}",
+                schema.name()
+            ))
+            .await
+            .unwrap();
+    }
+    let early = store
+        .append(
+            &stream("order", "early"),
+            ExpectedVersion::NoStream,
+            events(1),
+        )
+        .await
+        .unwrap();
+    if let Some(start) = start {
+        assert_eq!(early.position, GlobalPosition(start as u64));
+    }
     let name = format!("slow_{}", schema.name());
     let slow_store = Postgres::connect_with(
         PostgresOptions::new(with_application_name(schema.url(), &name))
@@ -377,7 +417,6 @@ async fn an_append_in_flight_holds_back_every_later_position() {
     )
     .await
     .unwrap();
-    // A slow append takes its positions and stays open for a while before committing.
     let slow = tokio::spawn(async move {
         slow_store
             .append_ending(
@@ -389,7 +428,6 @@ async fn an_append_in_flight_holds_back_every_later_position() {
             .await
     });
     idle_in_transaction(&schema.raw().await, &name).await;
-    // A fast append commits higher positions meanwhile.
     let fast = store
         .append(
             &stream("order", "fast"),
@@ -404,33 +442,36 @@ async fn an_append_in_flight_holds_back_every_later_position() {
             .await
             .unwrap()
             .len(),
-        1
+        1,
+        "an append in flight does not hold back stream reads"
     );
 
-    // Whatever a reader gets now, it never holds the fast event without the slow ones before
-    // it (while the slow append is open, that means it gets nothing).
+    // While the slow append is open, a reader gets the early event only; if the slow one
+    // has committed meanwhile (a very slow machine), all five.
     let seen = store.read_all(GlobalPosition::START, 100).await.unwrap();
     let last = store.last_position().await.unwrap();
     let slow = slow.await.unwrap().unwrap();
-    assert!(slow.position < fast.position);
+    assert!(early.position < slow.position && slow.position < fast.position);
     let positions: Vec<GlobalPosition> = seen.iter().map(|e| e.global_position).collect();
     assert!(
-        positions.is_empty() || positions.len() == 4,
+        positions == [early.position] || positions.len() == 5,
         "read_all returned {positions:?} while positions up to {} were in flight",
         slow.position
     );
     assert!(
-        last == GlobalPosition::START || last == fast.position,
-        "{last:?}"
+        last == early.position || last == fast.position,
+        "last_position {last:?} while positions up to {} were in flight",
+        slow.position
     );
 
-    // Once it commits, a reader sees all four, in order.
+    // Once it commits, a reader sees all five, in order.
     let seen = store.read_all(GlobalPosition::START, 100).await.unwrap();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 5);
     assert!(seen
         .windows(2)
         .all(|w| w[0].global_position < w[1].global_position));
     assert_eq!(seen.last().unwrap().global_position, fast.position);
+    assert_eq!(store.last_position().await.unwrap(), fast.position);
 }
 
 #[tokio::test]
