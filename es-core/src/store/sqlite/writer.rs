@@ -206,7 +206,7 @@ impl Writer {
 
     /// Runs every request of `group` in one transaction and answers each after the commit.
     fn commit(&mut self, group: Vec<Request>) {
-        if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = self.execute_cached("BEGIN IMMEDIATE") {
             let reason: Arc<str> = format!("it could not begin ({error})").into();
             for request in group {
                 Self::not_run(request).fail(&reason).send();
@@ -239,7 +239,7 @@ impl Writer {
             }
             return;
         }
-        if let Err(error) = self.connection.execute_batch("COMMIT") {
+        if let Err(error) = self.execute_cached("COMMIT") {
             self.roll_back();
             let reason: Arc<str> = format!(
                 "the commit failed ({error}); read the stream to learn whether it was stored"
