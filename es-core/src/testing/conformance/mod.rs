@@ -258,6 +258,8 @@ checks! {
 /// `conformance_tests!(optional: factory)` takes one returning `Option<S>`; each test prints
 /// one line and passes when it gets `None`. The expansion is a module `conformance` with one
 /// test per check of [`testing::conformance`](crate::testing::conformance), named after it.
+/// The generated tests reach tokio as `::es_core::__private::tokio`, so the dependency must be
+/// named `es_core` (not renamed) in the crate that invokes the macro.
 ///
 /// ```
 /// use es_core::{InMemory, ManualClock};
