@@ -135,3 +135,38 @@ async fn a_large_batch_is_one_atomic_append() {
     let versions: Vec<u64> = middle.iter().map(|event| event.version.get()).collect();
     assert_eq!(versions, (2_000..=2_010).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_group_that_cannot_begin_fails_whole_and_the_writer_recovers() {
+    let (_directory, path) = temporary_store_path();
+    let store = es_core::store::sqlite::Sqlite::open_with(
+        &path,
+        es_core::store::sqlite::SqliteOptions::new()
+            .with_busy_timeout(std::time::Duration::from_millis(20)),
+    )
+    .await
+    .unwrap();
+    let stream = StreamId::new("locked", "1");
+
+    // Another process holds the write lock for longer than the store waits.
+    let blocker = raw_connection(&path);
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let error = store
+        .append(&stream, ExpectedVersion::NoStream, events(2))
+        .await
+        .expect_err("the write lock is not available");
+    assert!(matches!(error, StoreError::Backend(_)), "got {error:?}");
+    assert!(
+        format!("{:?}", std::error::Error::source(&error)).contains("could not begin"),
+        "the cause names the failed transaction: {error:?}"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+
+    // Nothing of the failed append was written, and the writer serves the next group.
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, events(2))
+        .await
+        .expect("the lock is free again");
+    assert_eq!(outcome.version, Version(2));
+    assert_eq!(outcome.position, GlobalPosition(2));
+}
