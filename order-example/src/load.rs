@@ -2,7 +2,7 @@
 //! benchmarks, demos and the program's `generate` command.
 //!
 //! The same seed always gives the same orders, ids and commands, whatever this crate's
-//! dependencies: the generator is a SplitMix64 written here, not a library RNG whose stream
+//! dependencies: the generator is a `SplitMix64` written here, not a library RNG whose stream
 //! may change between versions.
 //!
 //! Every script is valid: its commands pass the business rules, and an order ships only while
@@ -207,7 +207,7 @@ impl Iterator for Workload {
     }
 }
 
-/// SplitMix64 (Steele, Lea and Flood): tiny, fast, and its output for a seed never changes.
+/// `SplitMix64` (Steele, Lea and Flood): tiny, fast, and its output for a seed never changes.
 #[derive(Clone, Debug)]
 struct SplitMix64(u64);
 

@@ -1,0 +1,191 @@
+//! The command line: arguments, and one module per command.
+
+mod demo;
+mod generate;
+mod inspect;
+mod output;
+mod read_side;
+mod store;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use es_core::{GlobalPosition, Repository, Timestamp};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use order_example::load::DEFAULT_STOCK;
+use order_example::Order;
+
+use store::AnyStore;
+
+/// The store used without `--store`: a SQLite file in the current directory.
+const DEFAULT_STORE: &str = "sqlite:orders.db";
+
+/// The Order domain on an event store: run without a command for a tour of the whole usage
+/// pattern (create an order, add items, pay, ship, save, update the read models, query them,
+/// and look into the past).
+#[derive(Debug, Parser)]
+#[command(name = "order-example", version)]
+pub struct Cli {
+    /// Where the events live: `memory`, `sqlite:PATH` or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, global = true, default_value = DEFAULT_STORE)]
+    store: String,
+
+    /// The PostgreSQL schema holding the tables (only with a `postgres://` store).
+    #[arg(long, global = true, value_name = "SCHEMA")]
+    postgres_schema: Option<String>,
+
+    /// Print JSON instead of text (amounts in minor units, times in RFC 3339).
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Units of every product the inventory read model starts with.
+    #[arg(long, global = true, value_name = "UNITS", default_value_t = DEFAULT_STOCK)]
+    initial_stock: u64,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The whole usage pattern, step by step (the default).
+    Demo,
+    /// Every event of one order, oldest first.
+    History {
+        /// The order id.
+        order: String,
+    },
+    /// One order's state: now, after one of its versions, or as it was at a time.
+    State {
+        /// The order id.
+        order: String,
+        /// The state right after this version (1 = after its first event).
+        #[arg(long = "at-version", value_name = "VERSION", conflicts_with = "at")]
+        version: Option<u64>,
+        /// The state as it was at this time (RFC 3339, for example 2026-01-31T12:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// The three read models: caught up now, or as they were at a time or a global position.
+    ReadModels {
+        /// As they were at this time (RFC 3339).
+        #[arg(long, value_name = "TIME", conflicts_with = "position")]
+        at: Option<String>,
+        /// As they were right after this global position.
+        #[arg(long, value_name = "POSITION")]
+        position: Option<u64>,
+        /// Show only this order's summary.
+        #[arg(long, value_name = "ORDER")]
+        order: Option<String>,
+        /// Show only this customer's history.
+        #[arg(long, value_name = "CUSTOMER")]
+        customer: Option<String>,
+        /// Show only this product's stock.
+        #[arg(long, value_name = "PRODUCT")]
+        product: Option<String>,
+        /// Rows per table.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Rebuild the read models from the whole log, with a progress bar, and save them.
+    Rebuild,
+    /// Generate load: valid orders from a seed (the same seed gives the same orders).
+    Generate {
+        /// How many orders.
+        #[arg(long, default_value_t = 1_000)]
+        orders: u64,
+        /// The seed; order ids are `load-SEED-NNNNNNN`.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Orders in flight at once (their appends share commits).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+    },
+}
+
+/// Everything a command needs: the store, the options, a repository of orders.
+struct Context {
+    store: AnyStore,
+    /// The `--store` text, to show commands that reach the same store.
+    store_spec: String,
+    orders: Repository<Order, AnyStore, AnyStore>,
+    json: bool,
+    initial_stock: u64,
+}
+
+impl Context {
+    /// A progress bar of `length` steps on the terminal, hidden for JSON output or when
+    /// standard error is not a terminal.
+    fn progress_bar(&self, length: u64, unit: &str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+        if self.json {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let template =
+            format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}
+
+/// Runs the command `cli` asks for.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = AnyStore::open(&cli.store, cli.postgres_schema.as_deref()).await?;
+    let context = Context {
+        orders: Repository::new(store.clone()).with_snapshots(store.clone()),
+        store,
+        store_spec: cli.store,
+        json: cli.json,
+        initial_stock: cli.initial_stock,
+    };
+    let result = match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo::run(&context).await,
+        Command::History { order } => inspect::history(&context, &order).await,
+        Command::State { order, version, at } => {
+            let at = at.as_deref().map(parse_time).transpose()?;
+            inspect::state(&context, &order, version, at).await
+        }
+        Command::ReadModels {
+            at,
+            position,
+            order,
+            customer,
+            product,
+            limit,
+        } => {
+            let at = at.as_deref().map(parse_time).transpose()?;
+            let filter = read_side::Filter {
+                order,
+                customer,
+                product,
+                limit,
+            };
+            read_side::show(&context, at, position.map(GlobalPosition), &filter).await
+        }
+        Command::Rebuild => read_side::rebuild(&context).await,
+        Command::Generate {
+            orders,
+            seed,
+            concurrency,
+        } => generate::run(&context, orders, seed, concurrency).await,
+    };
+    context.store.close().await;
+    result
+}
+
+fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
+    text.parse::<Timestamp>().context("invalid --at")
+}
+
+/// Whether `error` is a write to a closed pipe.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
