@@ -16,10 +16,17 @@ use uuid::Uuid;
 pub const URL_VARIABLE: &str = "ES_POSTGRES_URL";
 
 /// The server URL, or `None` after printing the line that says the test was skipped.
+///
+/// # Panics
+/// In CI (`CI` set), where skipping would hide the PostgreSQL store from the run.
 pub fn url() -> Option<String> {
     match std::env::var(URL_VARIABLE) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{URL_VARIABLE} is not set in CI: run `source .ci/pg-setup` first"
+            );
             println!("PostgreSQL tests skipped: {URL_VARIABLE} not set");
             None
         }
