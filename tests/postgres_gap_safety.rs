@@ -22,10 +22,10 @@ use es_core::{EventStore, ExpectedVersion, GlobalPosition};
 use postgres_support::{events, stream, Rng, TestSchema};
 use uuid::Uuid;
 
-const WRITERS: u64 = 16;
+const WRITERS: usize = 16;
 /// Events each writer offers (committed or rolled back); 16 × 6,250 = 100,000.
 const EVENTS_PER_WRITER: usize = 6_250;
-const MAX_BATCH: u64 = 64;
+const MAX_BATCH: usize = 64;
 const PAGE: usize = 2_000;
 
 /// What one writer did.
@@ -36,12 +36,12 @@ struct Written {
     delayed_commits: usize,
 }
 
-async fn writer(store: Postgres, writer: u64) -> Written {
-    let mut rng = Rng::new(writer + 100);
+async fn writer(store: Postgres, writer: usize) -> Written {
+    let mut rng = Rng::new(writer as u64 + 100);
     let mut written = Written::default();
     let mut offered = 0;
     while offered < EVENTS_PER_WRITER {
-        let size = (1 + rng.below(MAX_BATCH) as usize).min(EVENTS_PER_WRITER - offered);
+        let size = (1 + rng.index(MAX_BATCH)).min(EVENTS_PER_WRITER - offered);
         offered += size;
         let batch = events(size);
         let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
@@ -118,7 +118,7 @@ async fn a_catch_up_reader_sees_every_committed_event_once_in_order() {
     let Some(schema) = TestSchema::new("gap_safety") else {
         return;
     };
-    let store = Postgres::connect_with(schema.options().with_pool_size(WRITERS as usize + 4))
+    let store = Postgres::connect_with(schema.options().with_pool_size(WRITERS + 4))
         .await
         .expect("the test server accepts a store");
     let writers_done = Arc::new(AtomicBool::new(false));

@@ -110,8 +110,8 @@ async fn retrying_writers(
                 let mut conflicts = 0;
                 start.wait().await;
                 for _ in 0..batches {
-                    let target = &streams[rng.below(streams.len() as u64) as usize];
-                    let batch = events(1 + rng.below(4) as usize);
+                    let target = &streams[rng.index(streams.len())];
+                    let batch = events(1 + rng.index(4));
                     let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
                     // Start from the version read now; after a conflict, retry from the
                     // version it reports (so a wrong `actual` would never succeed).

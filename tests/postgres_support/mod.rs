@@ -188,6 +188,11 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
     }
+
+    /// The next index, uniform in `0..len` (`len` > 0).
+    pub fn index(&mut self, len: usize) -> usize {
+        usize::try_from(self.below(len as u64)).expect("below a usize")
+    }
 }
 
 /// `url` with the connection parameter `application_name` set to `name`, so a test can find
