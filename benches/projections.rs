@@ -1,0 +1,193 @@
+//! Rebuilding the three Order read models (`OrderSummaries`, `Inventory`,
+//! `CustomerHistories`) from 1,000,000 stored events, in events per second:
+//! `ProjectionRegistry::rebuild` resets them and replays the whole global log in pages of 512.
+//!
+//! The log is written once per run, outside the measured loop: the orders of
+//! `order_example::load::Workload` (seed 1, about 5.5 events per order: created, items added,
+//! sometimes one removed, then paid and shipped or cancelled, or left open), each event with a
+//! correlation id, cut at exactly 1,000,000 events. Once the generator's stock runs out most
+//! paid orders are cancelled as out of stock, as it intends. Each store holds one log per codec:
+//!
+//! - `projections/memory`: the in-memory store.
+//! - `projections/sqlite`: a SQLite file in a temporary directory (written with
+//!   `synchronous = NORMAL` and many appends in flight, so group commit packs them; reading
+//!   does not depend on either).
+//!
+//! Run with `cargo bench --bench projections` (about four minutes, most of it writing the
+//! SQLite logs).
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use es_core::store::sqlite::{Sqlite, SqliteOptions, Synchronous};
+use es_core::{
+    AggregateRoot, CodecId, EventStore, ExpectedVersion, InMemory, Metadata, NewEvent, StreamId,
+    Version,
+};
+use order_example::load::{OrderScript, Workload, DEFAULT_STOCK};
+use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
+use order_example::Order;
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+
+/// Events in the log.
+const EVENTS: u64 = 1_000_000;
+/// Orders whose appends may be in flight at once while the log is written.
+const IN_FLIGHT: usize = 256;
+const CODECS: [CodecId; 2] = [CodecId::Json, CodecId::Postcard];
+
+/// The appends of one order: its stream and its batches, encoded with `codec`, holding at most
+/// `limit` events (the last order is cut short so the log has exactly [`EVENTS`]).
+fn record(script: &OrderScript, codec: CodecId, limit: u64) -> (StreamId, Vec<Vec<NewEvent>>) {
+    let mut root = AggregateRoot::<Order>::new(script.order_id.as_str());
+    let metadata = Metadata::default().with_correlation_id(uuid::Uuid::now_v7());
+    let mut recorded = 0;
+    let mut batches = Vec::new();
+    for batch in &script.batches {
+        for command in batch {
+            if recorded == limit {
+                break;
+            }
+            root.execute(|order| command.decide(order))
+                .expect("generated commands keep the business rules");
+            recorded += 1;
+        }
+        let events: Vec<NewEvent> = root
+            .pending_events()
+            .iter()
+            .skip(batches.iter().map(Vec::len).sum())
+            .map(|event| {
+                NewEvent::encode(event, codec)
+                    .expect("order events encode")
+                    .with_metadata(metadata.clone())
+            })
+            .collect();
+        if !events.is_empty() {
+            batches.push(events);
+        }
+    }
+    (root.stream_id(), batches)
+}
+
+/// Appends one order's batches in order, each expecting the version the previous one left.
+async fn append_order<S: EventStore>(store: &S, stream: StreamId, batches: Vec<Vec<NewEvent>>) {
+    let mut version = Version::INITIAL;
+    for batch in batches {
+        let expected = ExpectedVersion::Exact(version);
+        version = store
+            .append(&stream, expected, batch)
+            .await
+            .expect("appending a generated order works")
+            .version;
+    }
+}
+
+/// Writes exactly [`EVENTS`] generated events to `store`, many orders in flight at once.
+async fn fill<S: EventStore + Clone + 'static>(store: &S, codec: CodecId) {
+    let mut in_flight = JoinSet::new();
+    let mut written = 0;
+    for script in Workload::new(1) {
+        if written == EVENTS {
+            break;
+        }
+        let (stream, batches) = record(&script, codec, EVENTS - written);
+        written += batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
+        if in_flight.len() >= IN_FLIGHT {
+            in_flight.join_next().await.map(Result::unwrap);
+        }
+        let store = store.clone();
+        in_flight.spawn(async move { append_order(&store, stream, batches).await });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(store.last_position().await.unwrap().get(), EVENTS);
+}
+
+/// Measures `rebuild` of the three read models over `store` as `projections/<store_name>`,
+/// after checking that one rebuild applies every event.
+fn bench_rebuild<S: EventStore>(
+    c: &mut Criterion,
+    runtime: &Runtime,
+    store_name: &str,
+    codec: CodecId,
+    store: &S,
+) {
+    let mut registry = read_models::registry(Inventory::new(DEFAULT_STOCK)).unwrap();
+    let report = runtime.block_on(registry.rebuild(store)).unwrap();
+    assert_eq!(report.events, EVENTS);
+    let orders = registry.get::<OrderSummaries>().unwrap().len();
+    let customers = registry.get::<CustomerHistories>().unwrap().len();
+    println!("projections/{store_name}/{codec}: {orders} orders, {customers} customers");
+
+    let mut group = c.benchmark_group(format!("projections/{store_name}"));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(EVENTS));
+    group.bench_function(BenchmarkId::new("rebuild", codec), |b| {
+        b.iter(|| runtime.block_on(registry.rebuild(store)).unwrap());
+    });
+    group.finish();
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a Tokio runtime starts")
+}
+
+fn in_memory(c: &mut Criterion) {
+    let runtime = runtime();
+    for codec in CODECS {
+        let started = Instant::now();
+        let store = InMemory::new();
+        runtime.block_on(fill(&store, codec));
+        println!(
+            "projections/memory/{codec}: wrote {EVENTS} events in {:.1?}",
+            started.elapsed()
+        );
+        bench_rebuild(c, &runtime, "memory", codec, &store);
+    }
+}
+
+fn sqlite(c: &mut Criterion) {
+    let runtime = runtime();
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    for codec in CODECS {
+        let started = Instant::now();
+        let options = SqliteOptions::new().with_synchronous(Synchronous::Normal);
+        let path = directory.path().join(format!("projections-{codec}.db"));
+        let store = runtime
+            .block_on(Sqlite::open_with(&path, options))
+            .expect("the store opens");
+        runtime.block_on(fill(&store, codec));
+        let bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+        println!(
+            "projections/sqlite/{codec}: wrote {EVENTS} events ({} MB file) in {:.1?}",
+            bytes / 1_000_000,
+            started.elapsed()
+        );
+        bench_rebuild(c, &runtime, "sqlite", codec, &store);
+        runtime.block_on(store.close());
+    }
+}
+
+fn configured() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10))
+}
+
+#[allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn benches`.
+mod group {
+    use super::{configured, in_memory, sqlite};
+
+    criterion::criterion_group! {
+        name = benches;
+        config = configured();
+        targets = in_memory, sqlite
+    }
+}
+
+criterion_main!(group::benches);
