@@ -58,7 +58,8 @@
 //! sequence read `a` (and get positions of at least `a`). So once `read_all` has returned
 //! position `p`, nothing below `p` can appear later. Only appends in flight *in the same
 //! store* hold readers back, for as long as they take to commit; nothing else in the
-//! database does. `last_position` follows the same rule.
+//! database does. `last_position` follows the same rule. The rule needs the primary's lock
+//! table: point every node at the primary, not at a read replica.
 //!
 //! Connections are plain TCP (no TLS). A connection lost mid-append gives
 //! [`StoreError::Connection`]; the transaction is rolled back by the server unless its
