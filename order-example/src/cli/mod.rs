@@ -61,7 +61,12 @@ enum Command {
         /// The order id.
         order: String,
         /// The state right after this version (1 = after its first event).
-        #[arg(long = "at-version", value_name = "VERSION", conflicts_with = "at")]
+        #[arg(
+            long = "at-version",
+            value_name = "VERSION",
+            conflicts_with = "at",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
         version: Option<u64>,
         /// The state as it was at this time (RFC 3339, for example 2026-01-31T12:00:00Z).
         #[arg(long, value_name = "TIME")]
@@ -93,7 +98,7 @@ enum Command {
     /// Generate load: valid orders from a seed (the same seed gives the same orders).
     Generate {
         /// How many orders.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
         orders: u64,
         /// The seed; order ids are `load-SEED-NNNNNNN`.
         #[arg(long, default_value_t = 1)]

@@ -76,6 +76,7 @@ async fn open_postgres(url: &str, schema: Option<&str>) -> anyhow::Result<AnySto
 }
 
 #[cfg(not(feature = "postgres"))]
+#[allow(clippy::unused_async)] // the same signature as with the feature
 async fn open_postgres(_url: &str, _schema: Option<&str>) -> anyhow::Result<AnyStore> {
     bail!("this build has no PostgreSQL support: build with the `postgres` feature")
 }
