@@ -203,7 +203,16 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         at: Timestamp,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let stream = A::stream_id(id);
-        let events = self.store.read_stream_until(&stream, at).await?;
+        let mut events = self.store.read_stream_until(&stream, at).await?;
+        // If the store's clock stepped back between two appends, a later version can carry an
+        // earlier time and the read has a hole. The aggregate as of `at` is then the history
+        // up to the hole: a state can only be reached through every event before it.
+        let contiguous = events
+            .iter()
+            .zip(1..)
+            .take_while(|(event, expected)| event.version == Version(*expected))
+            .count();
+        events.truncate(contiguous);
         let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
         Ok(AggregateRoot::from_parts(id, state, version))
     }

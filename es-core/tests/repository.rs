@@ -412,6 +412,35 @@ async fn load_as_of_applies_the_events_recorded_at_or_before_the_instant() {
 }
 
 #[tokio::test]
+async fn load_as_of_stops_at_a_hole_left_by_a_clock_that_stepped_back() {
+    let clock = ManualClock::new(T0);
+    let repository = Repository::<Account, _>::new(InMemory::with_clock(clock.clone()));
+    open_account(&repository, "stepped").await; // v1 at T0
+    clock.advance_secs(60);
+    repository
+        .execute("stepped", 1, |a| a.deposit(100, "t1"))
+        .await
+        .unwrap(); // v2 at T0 + 60 s
+    clock.advance_secs(-90);
+    repository
+        .execute("stepped", 1, |a| a.withdraw(30))
+        .await
+        .unwrap(); // v3 at T0 - 30 s: the clock went back
+
+    // At T0 + 10 s the store holds v1 and v3 but not v2: the history stops at the hole.
+    let past = repository
+        .load_as_of("stepped", T0.saturating_add_micros(10_000_000))
+        .await
+        .unwrap();
+    assert_eq!((past.version(), past.state().balance), (Version(1), 0));
+    let now = repository
+        .load_as_of("stepped", T0.saturating_add_micros(60_000_000))
+        .await
+        .unwrap();
+    assert_eq!((now.version(), now.state().balance), (Version(3), 70));
+}
+
+#[tokio::test]
 async fn metadata_is_stored_with_every_event_of_a_save() {
     let repository = repository();
     let mut root = repository.load("traced").await.unwrap();
