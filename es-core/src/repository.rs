@@ -5,6 +5,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::aggregate::{Aggregate, AggregateRoot};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
 use crate::codec::{CodecError, CodecId};
 use crate::event::{DecodeError, Metadata, NewEvent, RecordedEvent};
 use crate::snapshot::{NoSnapshots, Snapshot, SnapshotStore};
@@ -96,6 +99,7 @@ pub struct Repository<A, S, P = NoSnapshots> {
     store: S,
     snapshots: P,
     codec: CodecId,
+    clock: Arc<dyn Clock>,
     snapshot_fallbacks: AtomicU64,
     aggregate: PhantomData<fn() -> A>,
 }
@@ -117,6 +121,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             snapshots: NoSnapshots,
             codec: CodecId::Json,
+            clock: Arc::new(SystemClock),
             snapshot_fallbacks: AtomicU64::new(0),
             aggregate: PhantomData,
         }
@@ -131,6 +136,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
             store: self.store,
             snapshots,
             codec: self.codec,
+            clock: self.clock,
             snapshot_fallbacks: self.snapshot_fallbacks,
             aggregate: PhantomData,
         }
@@ -141,6 +147,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
     #[must_use]
     pub fn with_codec(mut self, codec: CodecId) -> Self {
         self.codec = codec;
+        self
+    }
+
+    /// This repository stamping snapshots with `clock` (the system clock by default). Events
+    /// are stamped by the store's own clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -336,7 +350,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
             fingerprint: A::SCHEMA_FINGERPRINT,
             codec: self.codec,
             state,
-            taken_at: Timestamp::now(),
+            taken_at: self.clock.now(),
         };
         if let Err(error) = self.snapshots.save_snapshot(snapshot).await {
             tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not saved");

@@ -6,9 +6,9 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use es_core::{
-    Aggregate, AppendOutcome, CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory,
-    ManualClock, NewEvent, RecordedEvent, Repository, Snapshot, SnapshotStore, StoreError,
-    StreamId, Timestamp, Version, VersionRange,
+    Aggregate, AppendOutcome, Clock, CodecId, EventStore, ExpectedVersion, GlobalPosition,
+    InMemory, ManualClock, NewEvent, RecordedEvent, Repository, Snapshot, SnapshotStore,
+    StoreError, StreamId, Timestamp, Version, VersionRange,
 };
 use support::{Account, SNAPSHOT_EVERY};
 
@@ -333,4 +333,28 @@ async fn a_snapshot_of_another_stream_is_never_used() {
     let two = repository.load("two").await.unwrap();
     assert_eq!(two.state(), &replayed(&repository, "two").await);
     assert_eq!(two.state().balance, 3);
+}
+
+#[tokio::test]
+async fn snapshots_are_stamped_by_the_repository_clock() {
+    let clock = ManualClock::new(T0.saturating_add_micros(42));
+    let repository = Repository::<Account, _>::new(InMemory::with_clock(ManualClock::new(T0)))
+        .with_snapshots(InMemory::new())
+        .with_clock(clock.clone());
+    repository.execute("c", 1, |a| a.open("ada")).await.unwrap();
+    for amount in 1..SNAPSHOT_EVERY {
+        clock.advance_secs(1);
+        repository
+            .execute("c", 1, |a| a.deposit(amount, ""))
+            .await
+            .unwrap();
+    }
+    let snapshot = repository
+        .snapshots()
+        .load_snapshot(&stream("c"))
+        .await
+        .unwrap()
+        .expect("a snapshot at the interval");
+    assert_eq!(snapshot.version, Version(SNAPSHOT_EVERY));
+    assert_eq!(snapshot.taken_at, clock.now());
 }
