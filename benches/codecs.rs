@@ -17,7 +17,7 @@
 //! criterion output holds both the time and the size: `benches/chart.py` draws the chart of
 //! `BENCHMARKS.md` from it. The exact size table comes from `tests/encoded_sizes.rs`.
 //!
-//! Run with `cargo bench --bench codecs` (about two minutes).
+//! Run with `cargo bench --bench codecs` (about three minutes).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -115,8 +115,8 @@ fn envelopes(c: &mut Criterion) {
 
 fn configured() -> Criterion {
     Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1_500))
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
 }
 
 #[allow(missing_docs)] // `criterion_group!` generates an undocumented `pub fn benches`.

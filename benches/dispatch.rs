@@ -18,7 +18,7 @@
 //! there that the handwritten `match`, compiled in this crate, does not. `same_crate` separates
 //! the two effects.
 //!
-//! Run with `cargo bench --bench dispatch` (about ten seconds).
+//! Run with `cargo bench --bench dispatch` (about half a minute).
 
 use std::hint::black_box;
 use std::time::Duration;

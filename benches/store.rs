@@ -10,7 +10,7 @@
 //!   (`read_stream`), one page of 512 events of the global log (`read_all`), and the whole log
 //!   in pages of 512.
 //!
-//! Run with `cargo bench --bench store` (about twenty seconds).
+//! Run with `cargo bench --bench store` (about half a minute).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
