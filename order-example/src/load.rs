@@ -7,8 +7,7 @@
 //!
 //! Every script is valid: its commands pass the business rules, and an order ships only while
 //! the stock it tracks covers the order (otherwise it is cancelled as out of stock), so an
-//! [`Inventory`](crate::read_models::Inventory) starting from the same stock never goes
-//! below zero.
+//! [`Inventory`] starting from the same stock never goes below zero.
 //!
 //! ```
 //! use order_example::load::Workload;

@@ -75,8 +75,8 @@ impl OrderLine {
 
 /// An order: a consistency boundary whose state is rebuilt from its six kinds of events.
 ///
-/// `#[derive(Aggregate)]` generates the [`OrderEvent`](super::OrderEvent) enum, with a
-/// `From` impl per event, and dispatches each variant to the matching [`Apply`] impl below.
+/// `#[derive(Aggregate)]` generates the [`OrderEvent`] enum, with a `From` impl per event, and
+/// dispatches each variant to the matching [`Apply`] impl below.
 #[derive(Aggregate, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[aggregate(
     name = "order",
