@@ -71,6 +71,26 @@ struct TrailingBytes {
 }
 
 /// The codec that wrote a payload, recorded with it. Stored as one byte: `1` JSON, `2` postcard.
+///
+/// Code that chooses the codec at run time (from configuration, or from what a store recorded)
+/// encodes and decodes through this value.
+///
+/// # Examples
+///
+/// ```
+/// use es_core::CodecId;
+///
+/// let codec: CodecId = "postcard".parse()?;
+/// let bytes = codec.encode(&(3_u32, "mug"))?;
+/// assert_eq!(codec.decode::<(u32, String)>(&bytes)?, (3, "mug".to_owned()));
+///
+/// // The byte stored next to the payload, and back.
+/// assert_eq!(codec.as_u8(), 2);
+/// assert_eq!(CodecId::from_u8(2)?, CodecId::Postcard);
+/// assert!(CodecId::from_u8(7).is_err());
+/// assert!("xml".parse::<CodecId>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum CodecId {

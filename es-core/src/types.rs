@@ -118,6 +118,26 @@ impl fmt::Display for StreamId {
 ///
 /// Binary codecs store it as one integer (chrono's own serde format is a 27-character string
 /// even in postcard); human-readable formats show the RFC 3339 text.
+///
+/// # Examples
+///
+/// Parsing accepts any RFC 3339 offset; display is always UTC:
+///
+/// ```
+/// use es_core::Timestamp;
+///
+/// let opened: Timestamp = "2026-01-31T12:00:00.5+01:00".parse()?;
+/// assert_eq!(opened.to_string(), "2026-01-31T11:00:00.500Z");
+/// assert_eq!(opened.as_micros(), 1_769_857_200_500_000);
+/// assert!(opened < opened.saturating_add_micros(1));
+///
+/// let error = "yesterday".parse::<Timestamp>().unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "`yesterday` is not an RFC 3339 timestamp (for example `2026-01-31T12:00:00Z`)"
+/// );
+/// # Ok::<(), es_core::types::ParseTimestampError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
