@@ -81,6 +81,41 @@ impl<A: Aggregate> AggregateRoot<A> {
     ///
     /// # Errors
     /// Whatever `decide` returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use es_core::{Aggregate, AggregateRoot, Apply, Event, Version};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    /// struct Deposited { amount: u64 }
+    ///
+    /// #[derive(Aggregate, Default, Serialize, Deserialize)]
+    /// #[aggregate(name = "account", events(Deposited))]
+    /// struct Account { balance: u64 }
+    ///
+    /// impl Apply<Deposited> for Account {
+    ///     fn apply(&mut self, event: &Deposited) { self.balance += event.amount }
+    /// }
+    ///
+    /// impl Account { // a command: checks the rules, returns the events that record it
+    ///     fn deposit(&self, amount: u64) -> Result<Vec<AccountEvent>, String> {
+    ///         if amount == 0 { return Err("a deposit must be positive".to_owned()) }
+    ///         Ok(vec![Deposited { amount }.into()])
+    ///     }
+    /// }
+    ///
+    /// let mut alice = AggregateRoot::<Account>::new("alice");
+    /// let recorded = alice.execute(|account| account.deposit(100))?;
+    /// assert_eq!(recorded, [AccountEvent::from(Deposited { amount: 100 })]);
+    ///
+    /// assert!(alice.execute(|account| account.deposit(0)).is_err()); // records nothing
+    /// assert_eq!(alice.state().balance, 100);
+    /// assert_eq!(alice.pending_events().len(), 1);
+    /// assert_eq!((alice.version(), alice.current_version()), (Version(0), Version(1)));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn execute<F, E>(&mut self, decide: F) -> Result<&[A::Event], E>
     where
         F: FnOnce(&A) -> Result<Vec<A::Event>, E>,

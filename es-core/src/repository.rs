@@ -95,6 +95,58 @@ pub enum CommandError<E> {
 }
 
 /// Loads and saves aggregates of type `A` in the event store `S`, with snapshots in `P`.
+///
+/// # Examples
+///
+/// ```
+/// # use es_core::{Aggregate, Apply, Event};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// # struct Deposited { amount: u64 }
+/// # #[derive(Aggregate, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "account", events(Deposited), snapshot_every = 100)]
+/// # struct Account { balance: u64 }
+/// # impl Apply<Deposited> for Account {
+/// #     fn apply(&mut self, event: &Deposited) { self.balance += event.amount }
+/// # }
+/// # #[derive(Debug, thiserror::Error)]
+/// # #[error("a deposit must be positive")]
+/// # struct ZeroDeposit;
+/// # impl Account {
+/// #     fn deposit(&self, amount: u64) -> Result<Vec<AccountEvent>, ZeroDeposit> {
+/// #         if amount == 0 { return Err(ZeroDeposit) }
+/// #         Ok(vec![Deposited { amount }.into()])
+/// #     }
+/// # }
+/// use es_core::{CodecId, InMemory, ManualClock, Repository, Timestamp, Version};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = ManualClock::new("2026-01-31T09:00:00Z".parse()?);
+/// let store = InMemory::with_clock(clock.clone()); // the store stamps events with `clock`
+/// let accounts = Repository::<Account, _>::new(store.clone())
+///     .with_snapshots(store) // InMemory keeps snapshots too
+///     .with_codec(CodecId::Postcard);
+///
+/// // Load (a stream with no events loads as a new aggregate), decide, save: the append
+/// // expects the version the aggregate was loaded at.
+/// let mut alice = accounts.load("alice").await?;
+/// alice.execute(|account| account.deposit(100))?;
+/// accounts.save(&mut alice).await?;
+///
+/// // Or load, decide and save in one call, reloading and retrying on a version conflict.
+/// clock.advance_secs(3_600);
+/// let (alice, saved) = accounts.execute("alice", 3, |account| account.deposit(50)).await?;
+/// assert_eq!((alice.state().balance, alice.version()), (150, Version(2)));
+/// assert!(saved.is_some());
+///
+/// // Temporal queries: by version, or by the time the store recorded the events.
+/// assert_eq!(accounts.load_at_version("alice", Version(1)).await?.state().balance, 100);
+/// let half_past_nine: Timestamp = "2026-01-31T09:30:00Z".parse()?;
+/// assert_eq!(accounts.load_as_of("alice", half_past_nine).await?.state().balance, 100);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Repository<A, S, P = NoSnapshots> {
     store: S,
     snapshots: P,
