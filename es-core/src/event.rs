@@ -159,6 +159,54 @@ impl Metadata {
 /// An event ready to append: encoded, with its type, version and metadata.
 ///
 /// The store assigns its stream version, global position and timestamp.
+///
+/// # Examples
+///
+/// Using an [`EventStore`](crate::EventStore) directly; a [`Repository`](crate::Repository)
+/// does this for aggregates.
+///
+/// ```
+/// # use es_core::{Aggregate, Apply, Event};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// # struct Deposited { amount: u64 }
+/// # #[derive(Aggregate, Default, Serialize, Deserialize)]
+/// # #[aggregate(name = "account", events(Deposited))]
+/// # struct Account { balance: u64 }
+/// # impl Apply<Deposited> for Account {
+/// #     fn apply(&mut self, event: &Deposited) { self.balance += event.amount }
+/// # }
+/// use es_core::{
+///     CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory, Metadata, NewEvent,
+///     Version, VersionRange,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = InMemory::new();
+/// let stream = Account::stream_id("alice"); // `account/alice`
+/// let deposit =
+///     |amount| NewEvent::encode(&AccountEvent::from(Deposited { amount }), CodecId::Json);
+///
+/// let first = deposit(100)?.with_metadata(Metadata::default().with("user", "clerk-7"));
+/// let written = store.append(&stream, ExpectedVersion::NoStream, vec![first]).await?;
+/// assert_eq!(written.version, Version(1));
+///
+/// // A writer that also expected an empty stream loses, and writes nothing.
+/// let error = store.append(&stream, ExpectedVersion::NoStream, vec![deposit(5)?]).await;
+/// assert!(error.is_err_and(|error| error.is_conflict()));
+///
+/// let events = store.read_stream(&stream, VersionRange::all()).await?;
+/// assert_eq!(events.len(), 1);
+/// assert_eq!(events[0].decode::<AccountEvent>()?, Deposited { amount: 100 }.into());
+/// assert_eq!(events[0].metadata.extra["user"], "clerk-7");
+///
+/// // The global log, in pages: pass the position of the last event seen to read on.
+/// let page = store.read_all(GlobalPosition::START, 100).await?;
+/// assert_eq!(page[0].global_position, written.position);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// A unique id (UUID v7, so ids sort by creation time).
