@@ -2,6 +2,81 @@
 //! `#[derive(Aggregate)]`. Use them through `es_core::{Event, Aggregate}`; generated code
 //! refers only to `::es_core`, so a user crate needs no other dependency.
 //!
+//! # Attribute grammar
+//!
+//! Every key is optional except `events`; `?` marks an optional key.
+//!
+//! ```text
+//! #[derive(Event)]      #[event(name = "Text"?, version = N?, upcast_from = Type?)]
+//! #[derive(Aggregate)]  #[aggregate(events(Type, ...), name = "text"?, snapshot_every = N?,
+//!                                   event_enum = Ident?)]
+//! ```
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `event(name)` | the type name | the stable name stored with every event |
+//! | `event(version)` | `1` | the schema version, from 1 |
+//! | `event(upcast_from)` | none | the type of the previous schema version, converted with `From` |
+//! | `aggregate(events)` | required | the event types, each once, with distinct names |
+//! | `aggregate(name)` | the type name in `snake_case` | the aggregate type, the first half of its stream ids |
+//! | `aggregate(snapshot_every)` | never | take a snapshot every `N` events (`N` > 0) |
+//! | `aggregate(event_enum)` | the type name + `Event` | the name of the generated enum |
+//!
+//! An unknown or repeated key, a value of the wrong kind, `version = 0`, an upcast chain that
+//! does not lead down to an older version of the same name, or an event without an `Apply`
+//! impl is a compile error at the offending token.
+//!
+//! # Example
+//!
+//! An event whose schema changed once, and an aggregate over it:
+//!
+//! ```
+//! use es_core::{Aggregate, Apply, CodecId, Event, EventSet};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// Version 1, still decoded from old payloads.
+//! #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! #[event(name = "Deposited")]
+//! struct DepositedV1 { amount: u32 }
+//!
+//! /// The current version: amounts grew to 64 bits and gained a currency.
+//! #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! #[event(name = "Deposited", version = 2, upcast_from = DepositedV1)]
+//! struct Deposited { amount: u64, currency: String }
+//!
+//! impl From<DepositedV1> for Deposited {
+//!     fn from(old: DepositedV1) -> Self {
+//!         Deposited { amount: old.amount.into(), currency: "EUR".to_owned() }
+//!     }
+//! }
+//!
+//! #[derive(Aggregate, Default, Serialize, Deserialize)]
+//! #[aggregate(name = "account", events(Deposited), snapshot_every = 50, event_enum = Ledger)]
+//! struct Account { balance: u64 }
+//!
+//! impl Apply<Deposited> for Account {
+//!     fn apply(&mut self, event: &Deposited) { self.balance += event.amount }
+//! }
+//!
+//! // The generated enum, named by `event_enum`; its variants are named after the types.
+//! let event = Ledger::from(Deposited { amount: 5, currency: "EUR".to_owned() });
+//! assert_eq!((event.event_type(), event.schema_version()), ("Deposited", 2));
+//! assert_eq!((Account::TYPE, Account::SNAPSHOT_EVERY), ("account", Some(50)));
+//!
+//! // A payload stored at version 1 decodes through `From`, in either codec.
+//! let stored = CodecId::Postcard.encode(&DepositedV1 { amount: 7 })?;
+//! let decoded = Ledger::decode("Deposited", 1, CodecId::Postcard, &stored)?;
+//! let Ledger::Deposited(decoded) = decoded;
+//! assert_eq!(decoded, Deposited { amount: 7, currency: "EUR".to_owned() });
+//!
+//! let mut account = Account::default();
+//! account.apply_event(&Ledger::Deposited(decoded));
+//! assert_eq!(account.balance, 7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it is built
+//!
 //! The pipeline: `attr` reads the attributes into typed models, `valid` checks them
 //! (every error is reported here, spanned at the smallest token, and the model repaired where
 //! a meaning remains), and `expand` generates code, which cannot fail.
