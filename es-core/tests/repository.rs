@@ -26,6 +26,24 @@ async fn open_account(repository: &Repository<Account, impl EventStore>, id: &st
     repository.save(&mut root).await.unwrap();
 }
 
+/// An event as another writer stored it (an older release, a damaged one), bypassing the
+/// event set: any type name, schema version and payload bytes.
+fn foreign_event(
+    event_type: &str,
+    schema_version: u32,
+    codec: CodecId,
+    payload: Vec<u8>,
+) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        schema_version,
+        codec,
+        payload,
+        metadata: Metadata::default(),
+    }
+}
+
 async fn stored_events(store: &impl EventStore, id: &str) -> Vec<RecordedEvent> {
     store
         .read_stream(&StreamId::new("account", id), VersionRange::all())
@@ -474,14 +492,8 @@ async fn events_of_both_codecs_and_older_schema_versions_load_together() {
         .unwrap();
     // An event written by an older release: MoneyDeposited at schema version 1.
     for codec in [CodecId::Json, CodecId::Postcard] {
-        let old = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "MoneyDeposited".to_owned(),
-            schema_version: 1,
-            codec,
-            payload: codec.encode(&DepositedV1 { amount: 5 }).unwrap(),
-            metadata: Metadata::default(),
-        };
+        let payload = codec.encode(&DepositedV1 { amount: 5 }).unwrap();
+        let old = foreign_event("MoneyDeposited", 1, codec, payload);
         memory
             .append(
                 &StreamId::new("account", "mixed"),
@@ -529,14 +541,7 @@ async fn an_undecodable_event_is_a_typed_error_naming_its_version() {
         let damaged = InMemory::with_clock(ManualClock::new(T0));
         let repository = Repository::<Account, _>::new(damaged.clone());
         open_account(&repository, "damaged").await;
-        let bad = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: event_type.to_owned(),
-            schema_version,
-            codec: CodecId::Json,
-            payload,
-            metadata: Metadata::default(),
-        };
+        let bad = foreign_event(event_type, schema_version, CodecId::Json, payload);
         damaged
             .append(&stream, ExpectedVersion::Exact(Version(1)), vec![bad])
             .await
