@@ -130,7 +130,9 @@ impl Request<'_> {
         let stream_key: [&(dyn ToSql + Sync); 1] = [&self.stream_key];
         let in_flight_tag: [&(dyn ToSql + Sync); 1] = [&store.in_flight_tag];
         let (begun, stream_locked, marked, inserted, current, committed) = tokio::join!(
-            client.batch_execute("BEGIN"),
+            // READ COMMITTED whatever the server's default, so the insert (a statement
+            // started after the stream lock is held) sees the commit it waited for.
+            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
             client.execute(&lock_stream, &stream_key),
             client.execute(&mark_in_flight, &in_flight_tag),
             client.query(&insert, &insert_params),

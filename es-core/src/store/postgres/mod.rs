@@ -28,14 +28,14 @@
 //!
 //! # How an append works
 //!
-//! One round trip, pipelined: `BEGIN`; take a transaction-scoped advisory lock on the stream
+//! One round trip, pipelined: `BEGIN` at `READ COMMITTED` (whatever the server's default
+//! isolation level, so each statement sees the commits it waited for); take a transaction-scoped advisory lock on the stream
 //! (so appends to one stream queue up and the version check sees the last commit); mark the
 //! transaction *in flight* (below); one `INSERT ... SELECT FROM unnest(...)` that checks the
 //! expected version and writes the whole batch, or nothing; `COMMIT`. A version mismatch
 //! inserts no row and comes back as a typed [`Conflict`](crate::Conflict) with the actual
-//! version read under the same lock. A unique violation or serialization failure (a writer
-//! that bypassed the stream lock, or a serializable default isolation level) is also
-//! reported as a conflict, never as a raw database error.
+//! version read under the same lock. A unique violation (a writer that bypassed the stream
+//! lock) is also reported as a conflict, never as a raw database error.
 //!
 //! # Why reads are gap-safe
 //!

@@ -6,6 +6,7 @@
 //! there as well); every value is a bound parameter.
 
 use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::IsolationLevel;
 
 use super::errors::query_error;
 use crate::store::StoreError;
@@ -272,7 +273,15 @@ fn create_tables(schema: &SchemaName) -> String {
 /// Runs in one transaction under an advisory lock, so many nodes connecting at once create
 /// the tables exactly once and never see a half-made schema.
 pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<(), StoreError> {
-    let transaction = client.transaction().await.map_err(query_error)?;
+    // READ COMMITTED whatever the server's default: the checks below must see what a node
+    // that held the migration lock before this one committed, and under REPEATABLE READ or
+    // SERIALIZABLE the transaction's snapshot would predate the lock wait.
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(query_error)?;
     match migrate_in(&transaction, schema).await {
         Ok(()) => transaction.commit().await.map_err(query_error),
         Err(error) => {
