@@ -244,7 +244,11 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         Ok(root)
     }
 
-    /// The aggregate `id` as it was right after its event `version`.
+    /// The aggregate `id` as it was right after its event `version` (`Version::INITIAL`: before
+    /// its first event).
+    ///
+    /// # Errors
+    /// [`RepositoryError::VersionOutOfRange`] when the stream has fewer than `version` events.
     pub async fn load_at_version(
         &self,
         id: &str,
@@ -413,8 +417,13 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
     /// version conflict, reloads and runs it again, at most `max_attempts` times in all.
     ///
     /// `command` must be a pure decision on the state it is given: it may run more than once.
-    /// Returns the saved aggregate and what the append wrote (`None` if the command recorded no
-    /// events).
+    /// It runs at least once, even with `max_attempts` 0. Returns the saved aggregate and what
+    /// the append wrote (`None` if the command recorded no events).
+    ///
+    /// # Errors
+    /// [`CommandError::Rejected`] with the command's own error (nothing is saved),
+    /// [`CommandError::RetriesExhausted`] with the last conflict when every attempt lost a race,
+    /// and [`CommandError::Repository`] when loading or saving failed otherwise.
     pub async fn execute<F, E>(
         &self,
         id: &str,
