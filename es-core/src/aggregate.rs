@@ -75,9 +75,11 @@ impl<A: Aggregate> AggregateRoot<A> {
         }
     }
 
-    /// Runs a command: `decide` checks the business rules against the current state and returns
-    /// the events that record the decision, or an error. The events are applied at once and
-    /// kept until the next save; on error nothing changes.
+    /// Runs a command and records the events it decides on.
+    ///
+    /// `decide` checks the business rules against the current state and returns the events
+    /// that record the decision, or an error. The events are applied at once and kept until
+    /// the next save; on error nothing changes. Returns the events just recorded.
     ///
     /// # Errors
     /// Whatever `decide` returns.

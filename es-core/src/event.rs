@@ -13,9 +13,9 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 /// One kind of domain event: a plain struct with a stable name and a schema version.
 ///
 /// Derive it with `#[derive(Event)]`; `#[event(name = "...", version = N)]` sets the name
-/// (default: the type name) and the version (default: 1). The stored payload is the struct
-/// alone, encoded by a codec; the name and version are stored next to it and select the
-/// decoder.
+/// (default: the type name) and the schema version (default: 1). The stored payload is the
+/// struct alone, encoded by a codec; the name (as the event type) and the schema version are
+/// stored next to it and select the decoder.
 pub trait Event:
     Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
 {

@@ -346,9 +346,10 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         }
     }
 
-    /// Appends the aggregate's pending events, expecting the stream at the version it was
-    /// loaded at, and takes a snapshot when the policy says so. Returns `None` when there was
-    /// nothing to save.
+    /// Appends the aggregate's pending events, expecting the stream at its loaded version.
+    ///
+    /// Takes a snapshot when the aggregate's policy says so. Returns what the append wrote, or
+    /// `None` when there was nothing to save.
     ///
     /// # Errors
     /// [`RepositoryError::Store`] with a conflict when another writer saved first: reload and

@@ -185,9 +185,10 @@ impl ProjectionRegistry {
         Ok(self)
     }
 
-    /// Registers `projection` at checkpoint [`GlobalPosition::START`]: the next catch-up
-    /// replays the whole log into it, while the read models registered before only see what
-    /// is new to them.
+    /// Registers `projection` at checkpoint [`GlobalPosition::START`].
+    ///
+    /// The next catch-up replays the whole log into it, while the read models registered
+    /// before only see what is new to them.
     ///
     /// # Errors
     /// [`DuplicateProjection`] if a read model of the same name is already registered.
@@ -284,8 +285,9 @@ impl ProjectionRegistry {
         .await
     }
 
-    /// Applies every event up to and including `position`, waiting until the log shows it:
-    /// pass the [`AppendOutcome::position`](crate::AppendOutcome) of your own append to read
+    /// Applies every event up to and including `position`, waiting until the log shows it.
+    ///
+    /// Pass the [`AppendOutcome::position`](crate::AppendOutcome) of your own append to read
     /// your own writes. Events after `position` are left for the next catch-up.
     ///
     /// The log is polled with growing pauses (1 ms up to 50 ms) for at most the wait timeout

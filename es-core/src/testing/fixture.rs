@@ -165,9 +165,10 @@ impl<A: Aggregate, E: Debug> Debug for Outcome<A, E> {
 }
 
 impl<A: Aggregate, E: Debug> Outcome<A, E> {
-    /// Checks that the command succeeded and recorded exactly `expected`, in order, and that
-    /// applying them to the state does not panic. Returns the state with them applied, for
-    /// further checks.
+    /// Checks that the command succeeded and recorded exactly `expected`, in order.
+    ///
+    /// Also checks that applying them to the state does not panic. Returns the state with them
+    /// applied, for further checks.
     ///
     /// # Panics
     /// If the command failed, recorded other events, or applying them panicked; the message
