@@ -87,7 +87,7 @@ mod schema;
 pub use append::AppendEnding;
 
 use errors::{pool_error, query_error};
-use rows::{check_text, to_bigint};
+use rows::{check_text, to_bigint, to_stored_bigint};
 use schema::{lock_key, SchemaName, Sql};
 
 /// How to connect to PostgreSQL: the server URL, the schema holding the tables, the pool
@@ -458,6 +458,7 @@ impl SnapshotStore for Postgres {
         let stream = &snapshot.stream;
         check_text("aggregate type", stream.aggregate_type())?;
         check_text("aggregate id", stream.aggregate_id())?;
+        let version = to_stored_bigint(snapshot.version.get(), "snapshot version")?;
         let shared = &self.shared;
         shared
             .query(
@@ -465,7 +466,7 @@ impl SnapshotStore for Postgres {
                 &[
                     &stream.aggregate_type(),
                     &stream.aggregate_id(),
-                    &to_bigint(snapshot.version.get()),
+                    &version,
                     // The same 64 bits in a signed column.
                     &(snapshot.fingerprint as i64),
                     &i16::from(snapshot.codec.as_u8()),
@@ -497,13 +498,14 @@ impl SnapshotStore for Postgres {
 impl ProjectionStore for Postgres {
     async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
         check_text("projection name", &saved.name)?;
+        let position = to_stored_bigint(saved.position.get(), "projection position")?;
         let shared = &self.shared;
         shared
             .query(
                 &shared.sql.save_projection,
                 &[
                     &saved.name,
-                    &to_bigint(saved.position.get()),
+                    &position,
                     &i16::from(saved.codec.as_u8()),
                     &saved.state,
                     &saved.saved_at.as_micros(),

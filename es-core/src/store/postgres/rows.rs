@@ -71,6 +71,17 @@ pub(super) fn to_bigint(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A version or position to write as `bigint`: one past `i64::MAX` cannot be stored as
+/// given, so it is refused rather than changed.
+pub(super) fn to_stored_bigint(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::Config(format!(
+            "{what} {value} is larger than PostgreSQL can store ({})",
+            i64::MAX
+        ))
+    })
+}
+
 /// Reads column `index` as `T`, or says why it cannot.
 fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, name: &str) -> Result<T, String> {
     row.try_get(index)
