@@ -297,14 +297,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
             Some(restored) => restored,
             None => (A::default(), Version::INITIAL),
         };
-        let range = VersionRange {
-            from: version.next(),
+        // No event can follow a snapshot at the last representable version.
+        let range = version.0.checked_add(1).map(|from| VersionRange {
+            from: Version(from),
             to: up_to.unwrap_or(Version(u64::MAX)),
-        };
-        let events = if range.from <= range.to {
-            self.store.read_stream(&stream, range).await?
-        } else {
-            Vec::new()
+        });
+        let events = match range {
+            Some(range) if range.from <= range.to => self.store.read_stream(&stream, range).await?,
+            _ => Vec::new(),
         };
         let (state, version) = replay::<A>(&stream, state, version, &events)?;
         Ok(AggregateRoot::from_parts(id, state, version))
