@@ -30,7 +30,7 @@ fn event_enum(model: &AggregateModel<'_>) -> TokenStream {
     );
     let variants = events.iter().map(|event| {
         let (path, variant) = (&event.path, &event.variant);
-        let doc = format!("A `{}` event.", path_text(path));
+        let doc = format!("The `{}` event.", path_text(path));
         quote! {
             #[doc = #doc]
             #variant(#path)
