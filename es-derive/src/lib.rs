@@ -14,11 +14,11 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `event(name)` | the type name | the stable name stored with every event |
-//! | `event(version)` | `1` | the schema version, from 1 |
+//! | `event(name)` | the type name | `Event::NAME`, the stable event type stored with every event |
+//! | `event(version)` | `1` | `Event::VERSION`, the schema version of the payload, from 1 |
 //! | `event(upcast_from)` | none | the type of the previous schema version, converted with `From` |
 //! | `aggregate(events)` | required | the event types, each once, with distinct names |
-//! | `aggregate(name)` | the type name in `snake_case` | the aggregate type, the first half of its stream ids |
+//! | `aggregate(name)` | the type name in `snake_case` | `Aggregate::TYPE`, the first half of its stream ids |
 //! | `aggregate(snapshot_every)` | never | take a snapshot every `N` events (`N` > 0) |
 //! | `aggregate(event_enum)` | the type name + `Event` | the name of the generated enum |
 //!
@@ -99,8 +99,10 @@ use crate::errors::Errors;
 /// pub struct OrderCreated { /* ... */ }
 /// ```
 ///
-/// - `name = "..."`: the stable name stored with every event (default: the type name).
-/// - `version = N`: the schema version, from 1 (default: 1).
+/// - `name = "..."`: `Event::NAME`, the stable event type stored with every event (default: the
+///   type name).
+/// - `version = N`: `Event::VERSION`, the schema version of the payload, from 1 (default: 1);
+///   not the stream version an event gets when it is appended.
 /// - `upcast_from = Type`: the previous schema version, itself a `#[derive(Event)]` with the
 ///   same name and a lower version, converted with `From<Type> for Self`. Payloads stored at
 ///   older versions decode through the chain (`V1 -> V2 -> V3`); a version the chain does not
@@ -130,8 +132,8 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// - `events(A, B, ...)`: the event types (each a `#[derive(Event)]`), required, each once,
 ///   with distinct `Event::NAME`s (checked at compile time).
-/// - `name = "..."`: the aggregate type, the first half of its stream ids (default: the type
-///   name in `snake_case`).
+/// - `name = "..."`: `Aggregate::TYPE`, the aggregate type, the first half of its stream ids
+///   (default: the type name in `snake_case`).
 /// - `snapshot_every = N`: take a snapshot every `N` events (default: never).
 /// - `event_enum = Name`: the generated enum (default: the type name followed by `Event`).
 ///
