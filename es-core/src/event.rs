@@ -22,7 +22,7 @@ pub trait Event:
     /// The stable name stored with every event of this type.
     const NAME: &'static str;
     /// The current schema version of this type, from 1.
-    const VERSION: u32;
+    const SCHEMA_VERSION: u32;
 
     /// Decodes a payload of this event type stored at `schema_version`.
     ///
@@ -46,7 +46,7 @@ pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, Dec
         .decode(payload)
         .map_err(|source| DecodeError::Payload {
             event_type: E::NAME.to_owned(),
-            schema_version: E::VERSION,
+            schema_version: E::SCHEMA_VERSION,
             source,
         })
 }

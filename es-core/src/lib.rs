@@ -92,7 +92,7 @@ pub mod __private {
         crate::DecodeError::UnknownSchemaVersion {
             event_type: E::NAME.to_owned(),
             schema_version,
-            current: E::VERSION,
+            current: E::SCHEMA_VERSION,
         }
     }
 
@@ -100,7 +100,7 @@ pub mod __private {
     pub struct EventInfo<E> {
         /// `E::NAME`.
         pub name: &'static str,
-        /// `E::VERSION`.
+        /// `E::SCHEMA_VERSION`.
         pub version: u32,
         /// Encodes the event struct alone.
         pub encode: fn(crate::CodecId, &E) -> Result<Vec<u8>, crate::CodecError>,
@@ -115,7 +115,7 @@ pub mod __private {
     pub const fn event_info<E: crate::Event>() -> EventInfo<E> {
         EventInfo {
             name: E::NAME,
-            version: E::VERSION,
+            version: E::SCHEMA_VERSION,
             encode: |codec, event| codec.encode(event),
             decode: E::decode_versioned,
         }

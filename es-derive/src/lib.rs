@@ -15,7 +15,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `event(name)` | the type name | `Event::NAME`, the stable event type stored with every event |
-//! | `event(version)` | `1` | `Event::VERSION`, the schema version of the payload, from 1 |
+//! | `event(version)` | `1` | `Event::SCHEMA_VERSION`, the schema version of the payload, from 1 |
 //! | `event(upcast_from)` | none | the type of the previous schema version, converted with `From` |
 //! | `aggregate(events)` | required | the event types, each once, with distinct names |
 //! | `aggregate(name)` | the type name in `snake_case` | `Aggregate::TYPE`, the first half of its stream ids |
@@ -101,7 +101,7 @@ use crate::errors::Errors;
 ///
 /// - `name = "..."`: `Event::NAME`, the stable event type stored with every event (default: the
 ///   type name).
-/// - `version = N`: `Event::VERSION`, the schema version of the payload, from 1 (default: 1);
+/// - `version = N`: `Event::SCHEMA_VERSION`, the schema version of the payload, from 1 (default: 1);
 ///   not the stream version an event gets when it is appended.
 /// - `upcast_from = Type`: the previous schema version, itself a `#[derive(Event)]` with the
 ///   same name and a lower version, converted with `From<Type> for Self`. Payloads stored at

@@ -146,13 +146,13 @@ fn sample_events() -> Vec<OrderEvent> {
 #[test]
 fn event_constants_come_from_the_attribute_or_the_type() {
     assert_eq!(OrderCreated::NAME, "OrderCreated");
-    assert_eq!(OrderCreated::VERSION, 1);
+    assert_eq!(OrderCreated::SCHEMA_VERSION, 1);
     assert_eq!(ItemAdded::NAME, "ItemAdded");
     assert_eq!(Shipped::NAME, "OrderShipped");
-    assert_eq!(PaymentProcessedV1::VERSION, 1);
-    assert_eq!(PaymentProcessedV2::VERSION, 2);
+    assert_eq!(PaymentProcessedV1::SCHEMA_VERSION, 1);
+    assert_eq!(PaymentProcessedV2::SCHEMA_VERSION, 2);
     assert_eq!(PaymentProcessed::NAME, "PaymentProcessed");
-    assert_eq!(PaymentProcessed::VERSION, 3);
+    assert_eq!(PaymentProcessed::SCHEMA_VERSION, 3);
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! # pub struct Deposited { pub amount: u64 }
 //! # impl Event for Deposited {
 //! #     const NAME: &'static str = "Deposited";
-//! #     const VERSION: u32 = 1;
+//! #     const SCHEMA_VERSION: u32 = 1;
 //! #     fn decode_versioned(_: u32, codec: CodecId, payload: &[u8]) -> Result<Self, DecodeError> {
 //! #         es_core::__private::decode_current(codec, payload)
 //! #     }

@@ -53,13 +53,13 @@ fn unknown_version<E: Event>(schema_version: u32) -> DecodeError {
     DecodeError::UnknownSchemaVersion {
         event_type: E::NAME.to_owned(),
         schema_version,
-        current: E::VERSION,
+        current: E::SCHEMA_VERSION,
     }
 }
 
 impl Event for Opened {
     const NAME: &'static str = "AccountOpened";
-    const VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 1;
 
     fn decode_versioned(
         schema_version: u32,
@@ -77,7 +77,7 @@ impl Event for Opened {
 
 impl Event for Deposited {
     const NAME: &'static str = "MoneyDeposited";
-    const VERSION: u32 = 2;
+    const SCHEMA_VERSION: u32 = 2;
 
     fn decode_versioned(
         schema_version: u32,
@@ -99,7 +99,7 @@ impl Event for Deposited {
 
 impl Event for Withdrawn {
     const NAME: &'static str = "MoneyWithdrawn";
-    const VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 1;
 
     fn decode_versioned(
         schema_version: u32,
@@ -154,9 +154,9 @@ impl EventSet for AccountEvent {
 
     fn schema_version(&self) -> u32 {
         match self {
-            AccountEvent::Opened(_) => Opened::VERSION,
-            AccountEvent::Deposited(_) => Deposited::VERSION,
-            AccountEvent::Withdrawn(_) => Withdrawn::VERSION,
+            AccountEvent::Opened(_) => Opened::SCHEMA_VERSION,
+            AccountEvent::Deposited(_) => Deposited::SCHEMA_VERSION,
+            AccountEvent::Withdrawn(_) => Withdrawn::SCHEMA_VERSION,
         }
     }
 

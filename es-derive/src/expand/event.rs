@@ -26,7 +26,7 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
             )
         };
         quote! {
-            if __schema_version < <Self as ::es_core::Event>::VERSION {
+            if __schema_version < <Self as ::es_core::Event>::SCHEMA_VERSION {
                 return #decode_upcast;
             }
         }
@@ -40,7 +40,7 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
         );
         let lower_version = format!(
             "`#[event(upcast_from = {written})]`: `{written}` must have a lower \
-             `Event::VERSION` than `{ident}` (version {version})"
+             `Event::SCHEMA_VERSION` than `{ident}` (version {version})"
         );
         quote_spanned! {previous.span()=>
             const _: () = {
@@ -53,7 +53,7 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
                 );
                 ::es_core::__private::core::assert!(
                     ::es_core::__private::event_info::<#previous>().version
-                        < <#ident as ::es_core::Event>::VERSION,
+                        < <#ident as ::es_core::Event>::SCHEMA_VERSION,
                     #lower_version,
                 );
             };
@@ -64,14 +64,14 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
         #[automatically_derived]
         impl ::es_core::Event for #ident {
             const NAME: &'static ::es_core::__private::core::primitive::str = #name;
-            const VERSION: ::es_core::__private::core::primitive::u32 = #version;
+            const SCHEMA_VERSION: ::es_core::__private::core::primitive::u32 = #version;
 
             fn decode_versioned(
                 __schema_version: ::es_core::__private::core::primitive::u32,
                 __codec: ::es_core::CodecId,
                 __payload: &[::es_core::__private::core::primitive::u8],
             ) -> ::es_core::__private::core::result::Result<Self, ::es_core::DecodeError> {
-                if __schema_version == <Self as ::es_core::Event>::VERSION {
+                if __schema_version == <Self as ::es_core::Event>::SCHEMA_VERSION {
                     return ::es_core::__private::decode_current::<Self>(__codec, __payload);
                 }
                 #decode_older
