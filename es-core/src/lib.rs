@@ -19,15 +19,18 @@ pub mod types;
 
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{Codec, CodecError, CodecId, Json, Postcard};
+pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
-pub use projection::{AsOf, Projection, ProjectionError, ProjectionRegistry};
+pub use projection::{
+    AsOf, CatchUpReport, DuplicateProjection, HistoricalView, Progress, Projection,
+    ProjectionError, ProjectionRegistry, RestoreReport,
+};
 pub use repository::{CommandError, Repository, RepositoryError};
 pub use snapshot::{NoSnapshots, ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 pub use store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
 };
-pub use types::{GlobalPosition, StreamId, Timestamp, Version};
+pub use types::{GlobalPosition, ParseTimestampError, StreamId, Timestamp, Version};
 
 /// The derive macros, re-exported so a user crate depends on `es-core` alone.
 #[cfg(feature = "derive")]
