@@ -75,7 +75,7 @@ impl OrderSummaries {
     }
 
     /// The orders in `status`.
-    pub fn with_status(&self, status: OrderStatus) -> impl Iterator<Item = &OrderSummary> + '_ {
+    pub fn by_status(&self, status: OrderStatus) -> impl Iterator<Item = &OrderSummary> + '_ {
         self.iter().filter(move |summary| summary.status == status)
     }
 

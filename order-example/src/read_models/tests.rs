@@ -140,7 +140,7 @@ async fn order_summaries_follow_each_order() {
     assert_eq!(o2.total, Money::from_minor_units(3_750));
 
     let open: Vec<_> = summaries
-        .with_status(OrderStatus::Open)
+        .by_status(OrderStatus::Open)
         .map(|s| s.order_id.as_str())
         .collect();
     assert_eq!(open, ["o4"]);
