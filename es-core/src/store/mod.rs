@@ -120,7 +120,7 @@ impl VersionRange {
 
     /// The events from `from` on.
     #[must_use]
-    pub const fn from(from: Version) -> Self {
+    pub const fn starting_at(from: Version) -> Self {
         VersionRange {
             from,
             to: Version(u64::MAX),

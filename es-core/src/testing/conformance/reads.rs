@@ -38,10 +38,10 @@ pub(super) async fn read_stream_returns_the_requested_range<S: Store>(
 
     let cases: [(VersionRange, &[u64]); 11] = [
         (VersionRange::all(), &[1, 2, 3, 4, 5]),
-        (VersionRange::from(Version(3)), &[3, 4, 5]),
-        (VersionRange::from(Version(5)), &[5]),
-        (VersionRange::from(Version(6)), &[]),
-        (VersionRange::from(Version(1000)), &[]),
+        (VersionRange::starting_at(Version(3)), &[3, 4, 5]),
+        (VersionRange::starting_at(Version(5)), &[5]),
+        (VersionRange::starting_at(Version(6)), &[]),
+        (VersionRange::starting_at(Version(1000)), &[]),
         (VersionRange::up_to(Version(2)), &[1, 2]),
         (VersionRange::up_to(Version(10)), &[1, 2, 3, 4, 5]),
         (range(2, 4), &[2, 3, 4]),
