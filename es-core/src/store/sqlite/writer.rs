@@ -127,6 +127,12 @@ impl Done {
         }
     }
 
+    /// Whether the outcome is a version conflict, which was checked against the group's
+    /// uncommitted state.
+    fn is_conflict(&self) -> bool {
+        matches!(self, Done::Append(_, Err(error)) if error.is_conflict())
+    }
+
     /// Replaces the outcome with the group's failure.
     fn fail(self, reason: &Arc<str>) -> Done {
         let error = || {
@@ -231,7 +237,9 @@ impl Writer {
         if let Some(reason) = aborted {
             self.roll_back();
             for finished in done {
-                if finished.succeeded() {
+                // A conflict's actual version may count events of this group, now rolled
+                // back: only the group's failure is true of it.
+                if finished.succeeded() || finished.is_conflict() {
                     finished.fail(&reason).send();
                 } else {
                     finished.send();
