@@ -106,6 +106,9 @@ impl PostgresOptions {
     /// The most connections the pool opens unless [`PostgresOptions::with_pool_size`] says
     /// otherwise.
     pub const DEFAULT_POOL_SIZE: usize = 16;
+    /// The largest pool size [`Postgres::connect_with`] accepts (far above what a
+    /// PostgreSQL server admits; the pool reserves room for every connection up front).
+    pub const MAX_POOL_SIZE: usize = 10_000;
 
     /// Options for the server at `url`, a libpq-style URL or key/value string such as
     /// `postgres://user:password@host:5432/database` (all of tokio-postgres' parameters, for
@@ -127,7 +130,8 @@ impl PostgresOptions {
         self
     }
 
-    /// Opens at most `size` connections (at least 1).
+    /// Opens at most `size` connections (at least 1, at most
+    /// [`PostgresOptions::MAX_POOL_SIZE`]).
     #[must_use]
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
@@ -217,10 +221,12 @@ impl Postgres {
     /// [`StoreError::NewerSchema`] when a newer release wrote the store.
     pub async fn connect_with(options: PostgresOptions) -> Result<Self, StoreError> {
         let schema = SchemaName::parse(&options.schema)?;
-        if options.pool_size == 0 {
-            return Err(StoreError::Config(
-                "the pool size must be at least 1".to_owned(),
-            ));
+        if options.pool_size == 0 || options.pool_size > PostgresOptions::MAX_POOL_SIZE {
+            return Err(StoreError::Config(format!(
+                "the pool size must be 1 to {}, not {}",
+                PostgresOptions::MAX_POOL_SIZE,
+                options.pool_size
+            )));
         }
         let mut config: tokio_postgres::Config = options
             .url

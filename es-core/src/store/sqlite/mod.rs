@@ -91,6 +91,9 @@ mod writer;
 use reader::Job;
 use writer::{Append, Command, PreparedEvent, Request};
 
+/// The most read connections (and reader threads) a store opens.
+const MAX_READ_CONNECTIONS: usize = 1024;
+
 /// How hard SQLite works to make a commit durable before `append` returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -178,7 +181,8 @@ impl SqliteOptions {
         self
     }
 
-    /// Serves reads with this many connections, each on its own thread (at least 1).
+    /// Serves reads with this many connections, each on its own thread (at least 1, at most
+    /// 1024).
     #[must_use]
     pub fn with_read_connections(mut self, count: usize) -> Self {
         self.read_connections = count;
@@ -232,7 +236,8 @@ impl Sqlite {
     /// Opens the store at `path` with `options`, creating it if the file does not exist.
     ///
     /// # Errors
-    /// As [`Sqlite::open`], and [`StoreError::Config`] for zero read connections.
+    /// As [`Sqlite::open`], and [`StoreError::Config`] for zero read connections or more
+    /// than 1024.
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: SqliteOptions,
@@ -241,6 +246,13 @@ impl Sqlite {
             return Err(StoreError::Config(
                 "a SQLite store needs at least one read connection".to_owned(),
             ));
+        }
+        if options.read_connections > MAX_READ_CONNECTIONS {
+            return Err(StoreError::Config(format!(
+                "{} read connections is more than the {MAX_READ_CONNECTIONS} a SQLite store \
+                 opens (each is a thread)",
+                options.read_connections
+            )));
         }
         let path = path.as_ref().to_path_buf();
         let location: Arc<str> = path.display().to_string().into();
