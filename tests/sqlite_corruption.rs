@@ -273,11 +273,11 @@ async fn single_byte_flips_anywhere_in_the_file_never_panic() {
         .await;
         match result {
             Ok(log) => {
-                // Whatever reads is well formed: no more events than were written, each in
-                // one of the two streams; a payload may simply not decode.
+                // Whatever reads is well formed: no more events than were written. A flip
+                // inside a text column can leave a valid but different stream name or event
+                // type, and a payload may simply not decode: decoding answers, it never panics.
                 assert!(log.len() <= 4, "flip at byte {at}: {} events", log.len());
                 for event in &log {
-                    assert!(event.stream == damaged() || event.stream == healthy());
                     let _decoded = event.decode::<Ledger>();
                 }
             }
