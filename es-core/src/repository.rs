@@ -293,21 +293,51 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         up_to: Option<Version>,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let stream = A::stream_id(id);
-        let (state, version) = match self.usable_snapshot(&stream, up_to).await? {
-            Some(restored) => restored,
-            None => (A::default(), Version::INITIAL),
-        };
-        // No event can follow a snapshot at the last representable version.
-        let range = version.0.checked_add(1).map(|from| VersionRange {
-            from: Version(from),
-            to: up_to.unwrap_or(Version(u64::MAX)),
-        });
-        let events = match range {
-            Some(range) if range.from <= range.to => self.store.read_stream(&stream, range).await?,
-            _ => Vec::new(),
-        };
-        let (state, version) = replay::<A>(&stream, state, version, &events)?;
+        let to = up_to.unwrap_or(Version(u64::MAX));
+        if let Some((state, version)) = self.usable_snapshot(&stream, up_to).await? {
+            // Read from the snapshot's own version: its event must exist, or the snapshot is
+            // ahead of the log (a snapshot store that outlived a restored or truncated event
+            // store) and would describe events that never happened.
+            // A snapshot at version 0 is the state before any event: nothing to confirm.
+            let confirm = version != Version::INITIAL;
+            let from = if confirm { version } else { Version(1) };
+            let events = self.read_range(&stream, from, to).await?;
+            let tail = if confirm {
+                events
+                    .split_first()
+                    .and_then(|(first, tail)| (first.version == version).then_some(tail))
+            } else {
+                Some(&events[..])
+            };
+            if let Some(tail) = tail {
+                let (state, version) = replay::<A>(&stream, state, version, tail)?;
+                return Ok(AggregateRoot::from_parts(id, state, version));
+            }
+            self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                %stream,
+                %version,
+                "snapshot is ahead of the stream's events; replaying from events"
+            );
+        }
+        let events = self.read_range(&stream, Version(1), to).await?;
+        let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
         Ok(AggregateRoot::from_parts(id, state, version))
+    }
+
+    async fn read_range(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> Result<Vec<RecordedEvent>, RepositoryError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .read_stream(stream, VersionRange { from, to })
+            .await?)
     }
 
     async fn usable_snapshot(

@@ -4,7 +4,8 @@
 mod support;
 
 use es_core::{
-    Aggregate, CodecId, InMemory, Repository, Snapshot, SnapshotStore, Timestamp, Version,
+    Aggregate, CodecId, InMemory, Repository, RepositoryError, Snapshot, SnapshotStore, Timestamp,
+    Version,
 };
 use support::Account;
 
@@ -30,15 +31,46 @@ async fn a_snapshot_at_the_last_representable_version_loads_without_overflow() {
         .expect("the in-memory store keeps any snapshot");
     let repository = Repository::<Account, _>::new(store.clone()).with_snapshots(store);
 
+    // The stream has no event at that version: the snapshot is ahead of the log, ignored and
+    // counted, and the aggregate replays from its (no) events.
     let root = repository
         .load("a-1")
         .await
-        .expect("no event can follow the snapshot: it loads as it is");
-    assert_eq!(root.version(), Version(u64::MAX));
+        .expect("loads without overflow");
+    assert_eq!(root.version(), Version::INITIAL);
+    assert_eq!(repository.snapshot_fallbacks(), 1);
 
-    let root = repository
+    let error = repository
         .load_at_version("a-1", Version(u64::MAX))
         .await
-        .expect("the snapshot is at the requested version");
-    assert_eq!(root.version(), Version(u64::MAX));
+        .expect_err("the stream has no such version");
+    assert!(
+        matches!(error, RepositoryError::VersionOutOfRange { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_ahead_of_the_event_log_is_ignored_and_the_events_replayed() {
+    let store = InMemory::new();
+    let repository = Repository::<Account, _>::new(store.clone()).with_snapshots(store.clone());
+    repository
+        .execute("a-1", 1, |a| a.open("ada"))
+        .await
+        .unwrap();
+    repository
+        .execute("a-1", 1, |a| a.deposit(7, ""))
+        .await
+        .unwrap();
+    // A snapshot store that outlived its event store: it claims five events, the log has two.
+    let mut ahead = snapshot_at(Version(5));
+    ahead.state = CodecId::Json
+        .encode(&repository.load("a-1").await.unwrap().state())
+        .unwrap();
+    store.save_snapshot(ahead).await.unwrap();
+
+    let root = repository.load("a-1").await.unwrap();
+    assert_eq!(root.version(), Version(2));
+    assert_eq!(root.state().balance, 7);
+    assert_eq!(repository.snapshot_fallbacks(), 1);
 }

@@ -178,8 +178,8 @@ async fn loading_uses_the_snapshot_and_reads_only_the_tail() {
         assert_eq!(loaded.version(), Version(12));
         assert_eq!(
             repository.store().take_events_read(),
-            2,
-            "{codec}: only the events after the snapshot are read"
+            3,
+            "{codec}: only the snapshot's own event (which confirms it) and the tail are read"
         );
         assert_eq!(loaded.state(), &replayed(&repository, "tail").await);
         assert_eq!(repository.snapshot_fallbacks(), 0);
@@ -307,8 +307,8 @@ async fn load_at_version_ignores_a_snapshot_newer_than_the_version_asked() {
             .unwrap();
         assert_eq!(past.state(), expected.state(), "state at version {version}");
     }
-    // At or after the snapshot, it is used.
-    for (version, read) in [(10, 0), (11, 1)] {
+    // At or after the snapshot, it is used: its own event (which confirms it) and the tail.
+    for (version, read) in [(10, 1), (11, 2)] {
         repository.store().take_events_read();
         let past = repository
             .load_at_version("past", Version(version))
