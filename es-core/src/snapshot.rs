@@ -2,7 +2,8 @@
 //!
 //! A snapshot is keyed by stream (aggregate type and id) and carries the aggregate's
 //! [schema fingerprint](crate::Aggregate::SCHEMA_FINGERPRINT). The repository ignores a
-//! snapshot whose fingerprint differs or whose state does not decode, and replays from events.
+//! snapshot whose fingerprint differs, whose state does not decode, or whose version has no
+//! event in the stream (a snapshot ahead of the log), and replays from events.
 
 use std::future::Future;
 use std::sync::Arc;
