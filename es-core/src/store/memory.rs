@@ -89,15 +89,16 @@ impl EventStore for InMemory {
             return Err(StoreError::EmptyAppend);
         }
         let mut inner = self.lock();
-        // Read the clock under the lock that orders the log, so a stream's timestamps never
-        // run backwards against its versions (which would make `read_stream_until` return a
-        // stream with a hole, and `load_as_of` fail).
-        let now = self.clock.now();
-        let current = inner
-            .streams
-            .get(stream)
-            .map(|indexes| Version(indexes.len() as u64));
+        let indexes = inner.streams.get(stream);
+        let current = indexes.map(|indexes| Version(indexes.len() as u64));
         expected.check(stream, current)?;
+        // Read the clock under the lock that orders the log, and never stamp an event earlier
+        // than its stream's last one (the clock may step back), so a stream's times run with
+        // its versions and `read_stream_until` never returns a stream with a hole.
+        let last_time = indexes
+            .and_then(|indexes| indexes.last())
+            .map_or(Timestamp::EPOCH, |&i| inner.log[i].recorded_at);
+        let now = self.clock.now().max(last_time);
 
         let mut version = current.unwrap_or(Version::INITIAL);
         let mut indexes = Vec::with_capacity(events.len());

@@ -235,7 +235,11 @@ impl StoreError {
 ///    position order and is *gap-safe*: once it has returned an event at position `p`, no
 ///    event with a position below `p` becomes visible later. A catch-up reader that resumes
 ///    after the last position it saw therefore never misses an event.
-/// 5. **Timestamps.** Every event gets `recorded_at` from the store's clock at append.
+/// 5. **Timestamps.** Every event gets `recorded_at` from the store's clock at append, but
+///    never earlier than the last event of its stream: if the clock stepped back (or another
+///    node's clock is behind), the event gets the stream's last time. A stream's times
+///    therefore never decrease with its versions, and `read_stream_until` returns a prefix of
+///    the stream.
 /// 6. **Durability.** Once `append` returns `Ok`, the events survive a crash of the process
 ///    (for durable stores).
 /// 7. **Stored bytes are returned unchanged**: event id, type, schema version, codec, payload

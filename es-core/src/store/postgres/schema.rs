@@ -142,17 +142,22 @@ impl Sql {
             ),
             // `$3` is the kind of expectation (0 any, 1 no stream, 2 stream exists, 3 exact)
             // and `$4` the exact version. The statement's snapshot is taken after the stream
-            // lock is held, so `current` is the stream's committed last version.
+            // lock is held, so `current` is the stream's committed last version. `$5` is the
+            // clock's time, raised to the stream's last `recorded_at` if the clock (or another
+            // node's) is behind, so a stream's times never run backwards against its versions.
             append: format!(
-                "WITH current AS (
-                     SELECT max(version) AS version FROM {s}.events
+                "WITH last AS (
+                     SELECT version, recorded_at FROM {s}.events
                      WHERE aggregate_type = $1 AND aggregate_id = $2
+                     ORDER BY version DESC LIMIT 1
+                 ), current AS (
+                     SELECT max(version) AS version, max(recorded_at) AS recorded_at FROM last
                  )
                  INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id,
                      event_type, schema_version, codec, payload, metadata, recorded_at)
                  SELECT $1, $2, COALESCE(current.version, 0) + batch.ordinality, batch.event_id,
                      batch.event_type, batch.schema_version, batch.codec, batch.payload,
-                     batch.metadata::json, $5
+                     batch.metadata::json, GREATEST($5::bigint, current.recorded_at)
                  FROM current,
                      unnest($6::uuid[], $7::text[], $8::bigint[], $9::smallint[], $10::bytea[],
                          $11::text[])

@@ -25,8 +25,11 @@ const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, ve
      event_type, schema_version, codec, payload, metadata, recorded_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-const STREAM_VERSION: &str =
-    "SELECT MAX(version) FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+/// The stream's last version and the time of its last event (one index probe; the aggregate
+/// over the at most one row gives a row of NULLs for a stream with no events).
+const STREAM_VERSION: &str = "SELECT MAX(version), MAX(recorded_at) FROM (SELECT version, \
+     recorded_at FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+     ORDER BY version DESC LIMIT 1)";
 
 const UPSERT_SNAPSHOT: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, \
      fingerprint, codec, state, taken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
@@ -335,13 +338,13 @@ impl Writer {
 
     fn append(&self, append: &Append) -> Result<AppendOutcome, StoreError> {
         let stream = &append.stream;
-        let stored: Option<i64> = self
+        let (stored, last_time): (Option<i64>, Option<i64>) = self
             .connection
             .prepare_cached(STREAM_VERSION)
             .and_then(|mut statement| {
                 statement.query_row(
                     params![stream.aggregate_type(), stream.aggregate_id()],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
             })
             .map_err(|error| self.sql_error(error))?;
@@ -357,7 +360,13 @@ impl Writer {
         };
         append.expected.check(stream, actual)?;
 
-        let recorded_at = self.clock.now().as_micros();
+        // Never earlier than the stream's last event: a clock that stepped back must not put
+        // a stream's times out of step with its versions.
+        let recorded_at = self
+            .clock
+            .now()
+            .as_micros()
+            .max(last_time.unwrap_or(i64::MIN));
         let mut insert = self
             .connection
             .prepare_cached(INSERT_EVENT)

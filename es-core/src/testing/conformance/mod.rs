@@ -194,6 +194,10 @@ checks! {
     reads::read_stream_of_an_unknown_stream_is_empty;
     /// Every event's `recorded_at` is the store clock's time at the append.
     reads::events_are_stamped_with_the_store_clock;
+    /// A stream's `recorded_at` never decreases with its versions: when the clock steps back,
+    /// the stream's next event gets the stream's last time, while a new stream gets the
+    /// clock's time; `read_stream_until` then returns a prefix of the stream.
+    reads::stream_times_never_run_backwards;
     /// `read_stream_until` returns the stream's events recorded at or before the bound (equality
     /// included, to the microsecond), in version order.
     reads::read_stream_until_includes_events_at_or_before_the_bound;
@@ -314,6 +318,7 @@ macro_rules! __conformance_tests {
             read_stream_returns_the_requested_range
             read_stream_of_an_unknown_stream_is_empty
             events_are_stamped_with_the_store_clock
+            stream_times_never_run_backwards
             read_stream_until_includes_events_at_or_before_the_bound
             read_all_pages_through_the_log
             read_all_returns_interleaved_streams_in_commit_order

@@ -168,6 +168,48 @@ pub(super) async fn events_are_stamped_with_the_store_clock<S: Store>(
     );
 }
 
+pub(super) async fn stream_times_never_run_backwards<S: Store>(store: S, clock: ManualClock) {
+    let stream = stream("stepped-back");
+    let other = super::stream("stepped-back-neighbour");
+    let t0 = clock.now();
+    append_ok(&store, &stream, ExpectedVersion::NoStream, batch("t0", 1)).await;
+    clock.advance_micros(10_000_000);
+    let t1 = clock.now();
+    append_ok(&store, &stream, ExpectedVersion::Any, batch("t1", 2)).await;
+
+    // The clock steps back five seconds (an NTP correction, or a node whose clock is behind).
+    clock.advance_micros(-5_000_000);
+    let stepped_back = clock.now();
+    append_ok(&store, &stream, ExpectedVersion::Any, batch("back", 1)).await;
+    append_ok(&store, &other, ExpectedVersion::NoStream, batch("other", 1)).await;
+
+    let times: Vec<Timestamp> = read_stream_all(&store, &stream)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(
+        times,
+        [t0, t1, t1, t1],
+        "an event appended while the clock is behind the stream's last event must get the \
+         stream's last time"
+    );
+    let neighbour = read_stream_all(&store, &other).await;
+    assert_eq!(
+        neighbour[0].recorded_at, stepped_back,
+        "another stream is stamped with the clock's time"
+    );
+    let until = store
+        .read_stream_until(&stream, stepped_back)
+        .await
+        .expect("read_stream_until");
+    assert_eq!(
+        versions(&until),
+        [1],
+        "read_stream_until must return a prefix of the stream"
+    );
+}
+
 pub(super) async fn read_stream_until_includes_events_at_or_before_the_bound<S: Store>(
     store: S,
     clock: ManualClock,
