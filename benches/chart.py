@@ -9,15 +9,20 @@ framework (`EventSet::encode`, `RecordedEvent::decode`).
     cargo bench --bench codecs
     python3 benches/chart.py                     # writes docs/json-vs-postcard.png
     python3 benches/chart.py --list              # also prints every criterion result
+    python3 benches/chart.py --markdown          # also prints the tables of BENCHMARKS.md
 
 The criterion directory is $CRITERION_HOME, else $CARGO_TARGET_DIR/criterion, else
-target/criterion (what criterion itself uses); --criterion-dir overrides it. Needs matplotlib
-(`pip install matplotlib`).
+target/criterion (what criterion itself uses); --criterion-dir overrides it. Give it several
+times (copies of the directory after separate runs) to use the median of each benchmark over
+the runs. --markdown needs the results of the codecs, dispatch, replay, projections and store
+benches. Needs matplotlib (`pip install matplotlib`).
 """
 
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -61,6 +66,16 @@ def load_results(criterion_dir):
     return results
 
 
+def median_of(runs):
+    """The median time of each benchmark over the runs that have it."""
+    results = {}
+    for full_id in set().union(*runs):
+        measured = [run[full_id] for run in runs if full_id in run]
+        time = statistics.median(nanoseconds for nanoseconds, _ in measured)
+        results[full_id] = (time, measured[0][1])
+    return results
+
+
 def payload_numbers(results):
     """{event_type: {codec: (size_bytes, encode_ns, decode_ns)}}, failing on a missing result."""
     numbers = {}
@@ -79,7 +94,7 @@ def payload_numbers(results):
     return numbers
 
 
-def draw(numbers, output):
+def draw(numbers, output, run_count):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,9 +121,10 @@ def draw(numbers, output):
         axis.margins(y=0.15)
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend()
+    runs = f", median of {run_count} runs" if run_count > 1 else ""
     figure.suptitle(
         "Order event payloads, JSON vs postcard "
-        "(EventSet::encode / RecordedEvent::decode; criterion, cargo bench --bench codecs)"
+        f"(EventSet::encode / RecordedEvent::decode; cargo bench --bench codecs{runs})"
     )
     figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +137,140 @@ def format_time(nanoseconds):
         if nanoseconds >= scale:
             return f"{nanoseconds / scale:.3g} {unit}"
     return f"{nanoseconds:.3g} ns"
+
+
+class Table:
+    """A markdown table, printed as it is built."""
+
+    def __init__(self, title, *columns):
+        print(f"\n{title}\n")
+        print("| " + " | ".join(columns) + " |")
+        print("|---" + "|---:" * (len(columns) - 1) + "|")
+
+    def row(self, *cells):
+        print("| " + " | ".join(str(cell) for cell in cells) + " |")
+
+
+def percent(ratio):
+    return f"{(ratio - 1) * 100:+.0f} %"
+
+
+def times(ratio):
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×"
+
+
+def per_second(count, nanoseconds):
+    return f"{count / nanoseconds * 1e9:,.0f}"
+
+
+def print_markdown(runs):
+    """The ratio and absolute tables of BENCHMARKS.md from the results of one or more runs.
+
+    A time is the median over the runs; a ratio is the median of the ratios within each run,
+    which cancels a machine that was slower during one whole run.
+    """
+    results = median_of(runs)
+
+    def time(full_id):
+        if full_id not in results:
+            sys.exit(f"missing criterion result {full_id}: run every bench of BENCHMARKS.md")
+        return results[full_id][0]
+
+    def ratio(numerator, denominator):
+        time(numerator), time(denominator)  # both measured somewhere
+        return statistics.median(
+            run[numerator][0] / run[denominator][0]
+            for run in runs
+            if numerator in run and denominator in run
+        )
+
+    def elements(full_id):
+        return results[full_id][1]["Elements"]
+
+    table = Table(
+        "Framework codec path against a raw serde call on the same struct (time ratio - 1):",
+        "Event", "encode JSON", "encode postcard", "decode JSON", "decode postcard",
+    )
+    columns = [(operation, codec) for operation in ("encode", "decode") for codec in CODECS]
+    overheads = {column: [] for column in columns}
+    for event_type in EVENT_TYPES:
+        for operation, codec in columns:
+            overheads[(operation, codec)].append(
+                ratio(
+                    f"payload/{event_type}/{operation}/{codec}",
+                    f"payload/{event_type}/{operation}_raw_serde/{codec}",
+                )
+            )
+    for index, event_type in enumerate(EVENT_TYPES):
+        table.row(event_type, *(percent(overheads[column][index]) for column in columns))
+    table.row("**geometric mean**", *(
+        f"**{percent(math.exp(statistics.mean(map(math.log, overheads[column]))))}**"
+        for column in columns
+    ))
+
+    table = Table(
+        "postcard against JSON, through the framework (postcard time / JSON time):",
+        "Event", "encode", "decode",
+    )
+    for event_type in EVENT_TYPES:
+        table.row(
+            event_type,
+            times(ratio(f"payload/{event_type}/encode/postcard", f"payload/{event_type}/encode/json")),
+            times(ratio(f"payload/{event_type}/decode/postcard", f"payload/{event_type}/decode/json")),
+        )
+    table.row(
+        "whole envelope (OrderItemAdded)",
+        times(ratio("envelope/OrderItemAdded/encode/postcard", "envelope/OrderItemAdded/encode/json")),
+        times(ratio("envelope/OrderItemAdded/decode/postcard", "envelope/OrderItemAdded/decode/json")),
+    )
+
+    table = Table("Generated apply dispatch against a handwritten match (generated / handwritten):",
+                  "Workload", "ratio", "generated", "handwritten")
+    for group in ("order_histories", "payment_processed_x1000", "same_crate_x1000"):
+        generated, handwritten = f"dispatch/{group}/generated", f"dispatch/{group}/handwritten"
+        table.row(f"`{group}`", times(ratio(generated, handwritten)),
+                  format_time(time(generated)), format_time(time(handwritten)))
+
+    table = Table("Loading a 10,000-event Order (events only / with snapshot):",
+                  "Store, codec", "speed-up, snapshot", "speed-up, snapshot + 99 events",
+                  "events only", "snapshot", "snapshot + 99 events")
+    for store in ("memory", "sqlite"):
+        for codec in CODECS:
+            full = f"replay/{store}/events_only/{codec}"
+            snapshot = f"replay/{store}/snapshot/{codec}"
+            tail = f"replay/{store}/snapshot_tail_99/{codec}"
+            table.row(f"{store}, {codec}", times(ratio(full, snapshot)), times(ratio(full, tail)),
+                      *(format_time(time(full_id)) for full_id in (full, snapshot, tail)))
+
+    table = Table("Rebuilding the three Order read models from 1,000,000 events:",
+                  "Store, codec", "events/s", "rebuild", "scan only", "scan / rebuild")
+    for store in ("memory", "sqlite"):
+        for codec in CODECS:
+            rebuild = f"projections/{store}/rebuild/{codec}"
+            scan = f"projections/{store}/scan_only/{codec}"
+            table.row(f"{store}, {codec}", per_second(elements(rebuild), time(rebuild)),
+                      format_time(time(rebuild)), format_time(time(scan)), f"{ratio(scan, rebuild):.0%}")
+
+    table = Table("In-memory store:", "Operation", "time", "events/s")
+    for full_id in ("store/memory/append/1", "store/memory/append/10", "store/memory/append/100",
+                    "store/memory/read/read_stream_100", "store/memory/read/read_all_page_512",
+                    "store/memory/read/scan_log_100k_in_pages_of_512"):
+        table.row(f"`{full_id.removeprefix('store/memory/')}`", format_time(time(full_id)),
+                  per_second(elements(full_id), time(full_id)))
+
+    table = Table("Codecs, absolute (criterion's typical time; raw: the serde call on the struct):",
+                  "Event", "encode JSON", "encode postcard", "decode JSON", "decode postcard",
+                  "raw encode JSON", "raw encode postcard", "raw decode JSON", "raw decode postcard")
+    for event_type in EVENT_TYPES:
+        table.row(event_type, *(
+            format_time(time(f"payload/{event_type}/{operation}/{codec}"))
+            for operation in ("encode", "decode", "encode_raw_serde", "decode_raw_serde")
+            for codec in CODECS
+        ))
+    table.row("whole envelope (OrderItemAdded)", *(
+        format_time(time(f"envelope/OrderItemAdded/{operation}/{codec}"))
+        for operation in ("encode", "decode") for codec in CODECS
+    ), "", "", "", "")
 
 
 def print_results(results):
@@ -136,16 +286,25 @@ def print_results(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--criterion-dir", type=Path, default=default_criterion_dir())
+    parser.add_argument(
+        "--criterion-dir", type=Path, action="append",
+        help="criterion output (repeat for the median of several runs)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "json-vs-postcard.png")
     parser.add_argument("--list", action="store_true", help="print every criterion result")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of BENCHMARKS.md")
     arguments = parser.parse_args()
-    if not arguments.criterion_dir.is_dir():
-        sys.exit(f"{arguments.criterion_dir} does not exist: run `cargo bench --bench codecs`")
-    results = load_results(arguments.criterion_dir)
+    directories = arguments.criterion_dir or [default_criterion_dir()]
+    for directory in directories:
+        if not directory.is_dir():
+            sys.exit(f"{directory} does not exist: run `cargo bench --bench codecs`")
+    runs = [load_results(directory) for directory in directories]
+    results = median_of(runs)
     if arguments.list:
         print_results(results)
-    draw(payload_numbers(results), arguments.output)
+    if arguments.markdown:
+        print_markdown(runs)
+    draw(payload_numbers(results), arguments.output, len(runs))
 
 
 if __name__ == "__main__":
