@@ -49,7 +49,10 @@ impl Codec for Postcard {
     const ID: CodecId = CodecId::Postcard;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        postcard::to_stdvec(value).map_err(|e| CodecError::new(CodecId::Postcard, e))
+        // Start with room for a typical event: growing from an empty buffer costs more than
+        // the encoding itself for small payloads.
+        postcard::to_extend(value, Vec::with_capacity(64))
+            .map_err(|e| CodecError::new(CodecId::Postcard, e))
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

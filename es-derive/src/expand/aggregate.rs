@@ -85,18 +85,21 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
             const EVENT_TYPES: &'static [&'static ::es_core::__private::core::primitive::str] =
                 &[#(#infos.name),*];
 
+            #[inline]
             fn event_type(&self) -> &'static ::es_core::__private::core::primitive::str {
                 match *self {
                     #(#event_enum::#variants(_) => #infos.name,)*
                 }
             }
 
+            #[inline]
             fn schema_version(&self) -> ::es_core::__private::core::primitive::u32 {
                 match *self {
                     #(#event_enum::#variants(_) => #infos.version,)*
                 }
             }
 
+            #[inline]
             fn encode(
                 &self,
                 __codec: ::es_core::CodecId,
@@ -110,6 +113,7 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
                 }
             }
 
+            #[inline]
             fn decode(
                 __event_type: &::es_core::__private::core::primitive::str,
                 __schema_version: ::es_core::__private::core::primitive::u32,
@@ -200,6 +204,7 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
                 __hash
             };
 
+            #[inline]
             fn apply_event(&mut self, __event: &Self::Event) {
                 match *__event {
                     #(#arms)*

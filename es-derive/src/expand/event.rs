@@ -66,6 +66,7 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
             const NAME: &'static ::es_core::__private::core::primitive::str = #name;
             const SCHEMA_VERSION: ::es_core::__private::core::primitive::u32 = #version;
 
+            #[inline]
             fn decode_versioned(
                 __schema_version: ::es_core::__private::core::primitive::u32,
                 __codec: ::es_core::CodecId,
