@@ -48,6 +48,20 @@ pub enum ProjectionError {
         /// How long it waited.
         waited: Duration,
     },
+    /// A read model's checkpoint is past the end of the store's log: its saved state belongs
+    /// to another (or a recreated) store. Catching up would skip every new event at or below
+    /// the checkpoint, so nothing is applied; rebuild the read models from this store.
+    #[error(
+        "projection `{projection}` is at position {checkpoint}, past the end of the log ({last_position}): its state belongs to another store; rebuild it"
+    )]
+    CheckpointAhead {
+        /// The read model's name.
+        projection: &'static str,
+        /// Its checkpoint.
+        checkpoint: GlobalPosition,
+        /// The store's last position.
+        last_position: GlobalPosition,
+    },
     /// The store returned the global log out of order: it breaks its contract.
     #[error("the store returned position {found} after position {previous}: the global log is out of order")]
     OutOfOrder {
@@ -59,12 +73,13 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
-    /// The name of the read model that failed to apply an event, if that is the error.
+    /// The name of the read model the error is about, if it is about one.
     #[must_use]
     pub fn projection(&self) -> Option<&'static str> {
         match self {
             ProjectionError::Apply { projection, .. }
-            | ProjectionError::Encode { projection, .. } => Some(projection),
+            | ProjectionError::Encode { projection, .. }
+            | ProjectionError::CheckpointAhead { projection, .. } => Some(projection),
             _ => None,
         }
     }

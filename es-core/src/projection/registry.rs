@@ -257,7 +257,9 @@ impl ProjectionRegistry {
     /// # Errors
     /// [`ProjectionError::Apply`] when a read model fails: the run stops at that event, the
     /// failing read model's checkpoint stays before it, and every other checkpoint matches
-    /// exactly what its read model has applied. [`ProjectionError::Store`] when reading fails.
+    /// exactly what its read model has applied. [`ProjectionError::CheckpointAhead`] when a
+    /// checkpoint is past the end of the log (state restored from another store): nothing is
+    /// applied. [`ProjectionError::Store`] when reading fails.
     pub async fn catch_up<S: EventStore>(
         &mut self,
         store: &S,
@@ -562,6 +564,15 @@ async fn run<S: EventStore>(
         return Ok(CatchUpReport::default());
     }
     let end = store.last_position().await?;
+    // A checkpoint can only come from an event this store returned, and the log only grows:
+    // one past its end was saved against another store.
+    if let Some(ahead) = entries.iter().find(|entry| entry.checkpoint > end) {
+        return Err(ProjectionError::CheckpointAhead {
+            projection: ahead.model.name(),
+            checkpoint: ahead.checkpoint,
+            last_position: end,
+        });
+    }
     let target = bound.up_to.map_or(end, |position| position.min(end));
     let mut after = lowest_checkpoint(entries);
     let mut events = 0;

@@ -753,6 +753,37 @@ async fn a_saved_state_that_does_not_decode_is_discarded_and_replayed() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_past_the_end_of_the_log_is_an_error_not_a_silent_skip() {
+    let old_store = seeded().await;
+    let mut live = registry();
+    live.catch_up(&old_store).await.unwrap();
+    live.save_to(&old_store, CodecId::Json).await.unwrap();
+
+    // The event store was recreated; the saved read models (at position 7) were kept.
+    let new_store = InMemory::new();
+    append(&new_store, "counter", "fresh", &[added(3)]).await;
+    let mut restarted = registry();
+    restarted.restore_from(&old_store).await.unwrap();
+    let error = restarted.catch_up(&new_store).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ProjectionError::CheckpointAhead {
+                checkpoint: GlobalPosition(7),
+                last_position: GlobalPosition(1),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.projection().is_some());
+
+    // Rebuilding from the new store is the way out.
+    restarted.rebuild(&new_store).await.unwrap();
+    assert_eq!(restarted.get::<Totals>(), Some(&totals(&[("fresh", 3)])));
+}
+
+#[tokio::test]
 async fn saved_read_models_carry_their_checkpoint_and_the_clock_time() {
     let store = seeded().await;
     let clock = ManualClock::new(Timestamp::from_micros(123));
