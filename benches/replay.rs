@@ -20,7 +20,8 @@ use std::time::Duration;
 use criterion::{criterion_main, BenchmarkId, Criterion};
 use es_core::store::sqlite::{Sqlite, SqliteOptions, Synchronous};
 use es_core::{
-    Aggregate, AggregateRoot, CodecId, EventStore, InMemory, Repository, SnapshotStore, Version,
+    Aggregate, AggregateRoot, CodecId, EventStore, InMemory, Repository, SnapshotLocation,
+    SnapshotStore, Version,
 };
 use order_example::{CustomerId, Money, Order, ProductId};
 use tokio::runtime::Runtime;
@@ -35,7 +36,7 @@ const CODECS: [CodecId; 2] = [CodecId::Json, CodecId::Postcard];
 async fn write_history<S, P>(repository: &Repository<Order, S, P>, id: &str, count: u64)
 where
     S: EventStore,
-    P: SnapshotStore,
+    P: SnapshotLocation<S>,
 {
     let mut root = AggregateRoot::<Order>::new(id);
     root.execute(|order| order.create(CustomerId::new("customer-0042")))
@@ -62,9 +63,7 @@ async fn prepare<S>(store: &S, codec: CodecId) -> (String, String)
 where
     S: EventStore + SnapshotStore + Clone,
 {
-    let repository = Repository::<Order, _>::new(store.clone())
-        .with_snapshots(store.clone())
-        .with_codec(codec);
+    let repository = Repository::<Order, _>::new(store.clone()).with_codec(codec);
     let full = format!("replay-{codec}-{EVENTS}");
     let tail = format!("replay-{codec}-{}", EVENTS + WORST_TAIL);
     write_history(&repository, &full, EVENTS).await;
@@ -86,8 +85,8 @@ where
     let mut group = c.benchmark_group(format!("replay/{store_name}"));
     for codec in CODECS {
         let (full, tail) = runtime.block_on(prepare(store, codec));
-        let plain = Repository::<Order, _>::new(store.clone());
-        let snapshotting = Repository::<Order, _>::new(store.clone()).with_snapshots(store.clone());
+        let plain = Repository::<Order, _>::without_snapshots(store.clone());
+        let snapshotting = Repository::<Order, _>::new(store.clone());
         for (name, repository_has_snapshots, id, version) in [
             ("events_only", false, &full, EVENTS),
             ("snapshot", true, &full, EVENTS),

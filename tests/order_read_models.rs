@@ -119,7 +119,7 @@ impl Shop {
         };
         if let Some(command) = command {
             self.orders
-                .execute(&id, 1, |order| command.decide(order))
+                .update(&id, |order| command.decide(order))
                 .await
                 .unwrap_or_else(|error| panic!("{id}: {command:?} refused: {error:?}"));
         }

@@ -25,8 +25,11 @@ pub use projection::{
     AsOf, CatchUpReport, DuplicateProjection, HistoricalView, Progress, Projection,
     ProjectionError, ProjectionRegistry, RestoreReport,
 };
-pub use repository::{CommandError, Repository, RepositoryError};
-pub use snapshot::{NoSnapshots, ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+pub use repository::{CommandError, Repository, RepositoryError, RetryPolicy, Updated};
+pub use snapshot::{
+    NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotLocation,
+    SnapshotStore,
+};
 pub use store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
 };

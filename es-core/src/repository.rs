@@ -1,20 +1,23 @@
 //! The repository: loads aggregates (snapshot + tail), saves their new events with optimistic
-//! concurrency, answers temporal queries, and retries commands on conflict.
+//! concurrency, answers temporal queries, and runs commands with retries on conflict.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::aggregate::{Aggregate, AggregateRoot};
 use std::sync::Arc;
 
-use crate::clock::{Clock, SystemClock};
+use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::clock::Clock;
 use crate::codec::{CodecError, CodecId};
 use crate::event::{DecodeError, Metadata, NewEvent, RecordedEvent};
-use crate::snapshot::{NoSnapshots, Snapshot, SnapshotStore};
+use crate::snapshot::{NoSnapshots, SameStore, Snapshot, SnapshotLocation, SnapshotStore};
 use crate::store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, StoreError, VersionRange,
 };
 use crate::types::{StreamId, Timestamp, Version};
+
+mod retry;
+
+pub use retry::RetryPolicy;
 
 /// Loading or saving an aggregate failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,7 @@ impl RepositoryError {
     }
 }
 
-/// A command run through [`Repository::execute`] failed.
+/// A command run through [`Repository::update`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError<E> {
@@ -94,7 +97,14 @@ pub enum CommandError<E> {
     },
 }
 
-/// Loads and saves aggregates of type `A` in the event store `S`, with snapshots in `P`.
+/// Loads and saves aggregates of type `A` in the event store `S`, with snapshots kept where
+/// `P` says: in `S` itself by default ([`SameStore`]), in another [`SnapshotStore`], or nowhere
+/// ([`NoSnapshots`]).
+///
+/// [`Repository::new`] snapshots every [`A::SNAPSHOT_EVERY`](Aggregate::SNAPSHOT_EVERY) events
+/// into the event store; every store of this crate can hold them. Opt out with
+/// [`Repository::without_snapshots`] (also the constructor for an event store that cannot keep
+/// snapshots), or keep them elsewhere with [`Repository::with_snapshots`].
 ///
 /// # Examples
 ///
@@ -122,10 +132,10 @@ pub enum CommandError<E> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One clock for everything: the store stamps events with it, and the repository stamps
+/// // snapshots with the store's clock.
 /// let clock = ManualClock::new("2026-01-31T09:00:00Z".parse()?);
-/// let store = InMemory::with_clock(clock.clone()); // the store stamps events with `clock`
-/// let accounts = Repository::<Account, _>::new(store.clone())
-///     .with_snapshots(store) // InMemory keeps snapshots too
+/// let accounts = Repository::<Account, _>::new(InMemory::with_clock(clock.clone()))
 ///     .with_codec(CodecId::Postcard);
 ///
 /// // Load (a stream with no events loads as a new aggregate), decide, save: the append
@@ -136,9 +146,9 @@ pub enum CommandError<E> {
 ///
 /// // Or load, decide and save in one call, reloading and retrying on a version conflict.
 /// clock.advance_secs(3_600);
-/// let (alice, saved) = accounts.execute("alice", 3, |account| account.deposit(50)).await?;
-/// assert_eq!((alice.state().balance, alice.version()), (150, Version(2)));
-/// assert!(saved.is_some());
+/// let updated = accounts.update("alice", |account| account.deposit(50)).await?;
+/// assert_eq!((updated.root.state().balance, updated.root.version()), (150, Version(2)));
+/// assert_eq!(updated.attempts, 1);
 ///
 /// // Temporal queries: by version, or by the time the store recorded the events.
 /// assert_eq!(accounts.load_at_version("alice", Version(1)).await?.state().balance, 100);
@@ -147,11 +157,13 @@ pub enum CommandError<E> {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Repository<A, S, P = NoSnapshots> {
+pub struct Repository<A, S, P = SameStore> {
     store: S,
     snapshots: P,
     codec: CodecId,
-    clock: Arc<dyn Clock>,
+    /// Stamps snapshots; `None`: the event store's clock.
+    clock: Option<Arc<dyn Clock>>,
+    retry: RetryPolicy,
     snapshot_fallbacks: AtomicU64,
     aggregate: PhantomData<fn() -> A>,
 }
@@ -162,36 +174,69 @@ impl<A, S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Repository<A
             .field("store", &self.store)
             .field("snapshots", &self.snapshots)
             .field("codec", &self.codec)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
-impl<A: Aggregate, S: EventStore> Repository<A, S> {
-    /// A repository over `store`, without snapshots, encoding new events as JSON.
+impl<A: Aggregate, S: EventStore + SnapshotStore> Repository<A, S> {
+    /// A repository over `store`, keeping snapshots in it (every
+    /// [`A::SNAPSHOT_EVERY`](Aggregate::SNAPSHOT_EVERY) events) and encoding new events as
+    /// JSON.
+    ///
+    /// For an event store that cannot keep snapshots, or to do without them, use
+    /// [`Repository::without_snapshots`].
     pub fn new(store: S) -> Self {
+        Repository::with_location(store, SameStore)
+    }
+}
+
+// In an impl of the default type, like `new`, so `Repository::<Order, _>::without_snapshots`
+// names it (a path's omitted type parameters take their defaults).
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store` that never takes or reads snapshots: every load replays the
+    /// stream from its first event. Also the constructor for an event store that cannot keep
+    /// snapshots.
+    pub fn without_snapshots(store: S) -> Repository<A, S, NoSnapshots> {
+        Repository::with_location(store, NoSnapshots)
+    }
+}
+
+impl<A: Aggregate, S: EventStore, P> Repository<A, S, P> {
+    fn with_location(store: S, snapshots: P) -> Self {
         Repository {
             store,
-            snapshots: NoSnapshots,
+            snapshots,
             codec: CodecId::Json,
-            clock: Arc::new(SystemClock),
+            clock: None,
+            retry: RetryPolicy::default(),
             snapshot_fallbacks: AtomicU64::new(0),
             aggregate: PhantomData,
         }
     }
 }
 
-impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
-    /// This repository keeping snapshots in `snapshots`, every
-    /// [`A::SNAPSHOT_EVERY`](Aggregate::SNAPSHOT_EVERY) events.
+impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
+    /// This repository keeping snapshots in `snapshots` instead, every
+    /// [`A::SNAPSHOT_EVERY`](Aggregate::SNAPSHOT_EVERY) events ([`NoSnapshots`]: never).
     pub fn with_snapshots<Q: SnapshotStore>(self, snapshots: Q) -> Repository<A, S, Q> {
         Repository {
             store: self.store,
             snapshots,
             codec: self.codec,
             clock: self.clock,
+            retry: self.retry,
             snapshot_fallbacks: self.snapshot_fallbacks,
             aggregate: PhantomData,
         }
+    }
+
+    /// This repository retrying [`Repository::update`] on conflict as `policy` says (by
+    /// default [`RetryPolicy::default`]: up to 10 attempts with jittered exponential backoff).
+    #[must_use]
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// This repository encoding new events and snapshots with `codec`. Stored events keep the
@@ -202,11 +247,12 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         self
     }
 
-    /// This repository stamping snapshots with `clock` (the system clock by default). Events
-    /// are stamped by the store's own clock.
+    /// This repository stamping snapshots with `clock` instead of the event store's
+    /// [clock](EventStore::clock). Rarely needed: by default snapshots and events share the
+    /// store's one clock, so a temporal test sets a clock on the store only.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -215,9 +261,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         &self.store
     }
 
-    /// The snapshot store.
-    pub fn snapshots(&self) -> &P {
-        &self.snapshots
+    /// The snapshot store: the event store itself by default.
+    pub fn snapshots(&self) -> &P::Store {
+        self.snapshots.resolve(&self.store)
+    }
+
+    /// The retry policy of [`Repository::update`].
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// How many snapshots were found unusable (changed fingerprint, undecodable state) and
@@ -345,7 +396,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
         stream: &StreamId,
         up_to: Option<Version>,
     ) -> Result<Option<(A, Version)>, RepositoryError> {
-        let Some(snapshot) = self.snapshots.load_snapshot(stream).await? else {
+        let Some(snapshot) = self.snapshots().load_snapshot(stream).await? else {
             return Ok(None);
         };
         if up_to.is_some_and(|bound| snapshot.version > bound) {
@@ -383,7 +434,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
     ///
     /// # Errors
     /// [`RepositoryError::Store`] with a conflict when another writer saved first: reload and
-    /// run the command again (see [`Repository::execute`]). The aggregate keeps its pending
+    /// run the command again (see [`Repository::update`]). The aggregate keeps its pending
     /// events on error.
     pub async fn save(
         &self,
@@ -437,30 +488,48 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
             fingerprint: A::SCHEMA_FINGERPRINT,
             codec: self.codec,
             state,
-            taken_at: self.clock.now(),
+            taken_at: match &self.clock {
+                Some(clock) => clock.now(),
+                None => EventStore::clock(&self.store).now(),
+            },
         };
-        if let Err(error) = self.snapshots.save_snapshot(snapshot).await {
+        if let Err(error) = self.snapshots().save_snapshot(snapshot).await {
             tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not saved");
         }
     }
 
     /// Loads the aggregate `id`, runs `command` on it, and saves the events it records; on a
-    /// version conflict, reloads and runs it again, at most `max_attempts` times in all.
+    /// version conflict, waits a jittered, growing delay, reloads and runs it again, as the
+    /// [retry policy](Repository::with_retry_policy) allows.
     ///
-    /// `command` must be a pure decision on the state it is given: it may run more than once.
-    /// It runs at least once, even with `max_attempts` 0. Returns the saved aggregate and what
-    /// the append wrote (`None` if the command recorded no events).
+    /// `command` must be a pure decision on the state it is given: like
+    /// [`AtomicU64::fetch_update`]'s closure, it may run more than once. It runs at least once.
+    /// Returns the saved aggregate, what the append wrote (`None` if the command recorded no
+    /// events) and how many attempts it took.
+    ///
+    /// The waits use Tokio's timer, as the stores do: call it within a Tokio runtime with the
+    /// time driver enabled (`#[tokio::main]` and `#[tokio::test]` have it).
     ///
     /// # Errors
     /// [`CommandError::Rejected`] with the command's own error (nothing is saved),
     /// [`CommandError::RetriesExhausted`] with the last conflict when every attempt lost a race,
     /// and [`CommandError::Repository`] when loading or saving failed otherwise.
-    pub async fn execute<F, E>(
+    pub async fn update<F, E>(&self, id: &str, command: F) -> Result<Updated<A>, CommandError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        self.update_with_metadata(id, &Metadata::default(), command)
+            .await
+    }
+
+    /// Like [`Repository::update`], stamping every saved event with `metadata` (a correlation
+    /// id, the user who issued the command, ...).
+    pub async fn update_with_metadata<F, E>(
         &self,
         id: &str,
-        max_attempts: u32,
+        metadata: &Metadata,
         mut command: F,
-    ) -> Result<(AggregateRoot<A>, Option<AppendOutcome>), CommandError<E>>
+    ) -> Result<Updated<A>, CommandError<E>>
     where
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
@@ -469,21 +538,48 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
             attempt += 1;
             let mut root = self.load(id).await?;
             root.execute(&mut command).map_err(CommandError::Rejected)?;
-            match self.save(&mut root).await {
-                Ok(outcome) => return Ok((root, outcome)),
+            match self.save_with_metadata(&mut root, metadata).await {
+                Ok(outcome) => {
+                    return Ok(Updated {
+                        root,
+                        outcome,
+                        attempts: attempt,
+                    })
+                }
                 Err(RepositoryError::Store(StoreError::Conflict(conflict))) => {
-                    if attempt >= max_attempts {
+                    if attempt >= self.retry.max_attempts() {
                         return Err(CommandError::RetriesExhausted {
                             attempts: attempt,
                             last: conflict,
                         });
                     }
-                    tracing::debug!(stream = %conflict.stream, attempt, "conflict; retrying command");
+                    let delay = self.retry.delay_after(attempt);
+                    tracing::debug!(
+                        stream = %conflict.stream,
+                        attempt,
+                        delay_micros = delay.as_micros(),
+                        "conflict; retrying command"
+                    );
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
                 Err(other) => return Err(other.into()),
             }
         }
     }
+}
+
+/// What [`Repository::update`] saved.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Updated<A: Aggregate> {
+    /// The aggregate after the save.
+    pub root: AggregateRoot<A>,
+    /// What the append wrote; `None` when the command recorded no events.
+    pub outcome: Option<AppendOutcome>,
+    /// How many times the command ran: 1 when the first attempt was saved.
+    pub attempts: u32,
 }
 
 /// Whether saving from `before` to `after` passed a multiple of the snapshot interval.

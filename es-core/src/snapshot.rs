@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, SystemClock};
 use crate::codec::CodecId;
 use crate::store::StoreError;
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
@@ -33,10 +34,18 @@ pub struct Snapshot {
 
 /// Keeps the latest snapshot of each stream.
 ///
+/// Every store of this crate implements it, so [`Repository::new`](crate::Repository::new)
+/// keeps snapshots in the event store itself.
+///
 /// # Contract
 /// `save_snapshot` replaces the stream's snapshot only with one of a higher or equal version
 /// (an older snapshot arriving late never overwrites a newer one). `load_snapshot` returns the
 /// latest saved one, bytes unchanged.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot keep snapshots",
+    label = "not a `SnapshotStore`",
+    note = "`Repository::new(store)` keeps snapshots in the event store; for a store that cannot, use `Repository::without_snapshots(store)` or `.with_snapshots(other_store)`"
+)]
 pub trait SnapshotStore: Send + Sync {
     /// Saves `snapshot` as the stream's latest, unless a newer one is already stored.
     fn save_snapshot(
@@ -52,8 +61,44 @@ pub trait SnapshotStore: Send + Sync {
 }
 
 /// A repository without snapshots: saves nothing, finds nothing.
+///
+/// See [`Repository::without_snapshots`](crate::Repository::without_snapshots).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoSnapshots;
+
+/// A repository keeping snapshots in its event store, the default of
+/// [`Repository::new`](crate::Repository::new).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SameStore;
+
+/// Where a repository over the event store `S` keeps snapshots: in `S` itself ([`SameStore`]),
+/// or in any [`SnapshotStore`] of its own (including [`NoSnapshots`]: nowhere).
+///
+/// Implemented for [`SameStore`] when `S` is a [`SnapshotStore`], and for every
+/// [`SnapshotStore`]; there is nothing to implement by hand.
+pub trait SnapshotLocation<S>: Send + Sync {
+    /// The store the snapshots go to.
+    type Store: SnapshotStore + ?Sized;
+
+    /// The snapshot store, given the repository's event store.
+    fn resolve<'a>(&'a self, store: &'a S) -> &'a Self::Store;
+}
+
+impl<S: SnapshotStore> SnapshotLocation<S> for SameStore {
+    type Store = S;
+
+    fn resolve<'a>(&'a self, store: &'a S) -> &'a S {
+        store
+    }
+}
+
+impl<S, P: SnapshotStore> SnapshotLocation<S> for P {
+    type Store = P;
+
+    fn resolve<'a>(&'a self, _store: &'a S) -> &'a P {
+        self
+    }
+}
 
 impl SnapshotStore for NoSnapshots {
     async fn save_snapshot(&self, _snapshot: Snapshot) -> Result<(), StoreError> {
@@ -98,6 +143,14 @@ pub trait ProjectionStore: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<SavedProjection>, StoreError>> + Send;
+
+    /// The clock that stamps saved read models (their
+    /// [`saved_at`](SavedProjection::saved_at)) unless the registry has a clock of its own: the
+    /// system clock by default. A store that is an event store too returns the clock that
+    /// stamps its events, so one clock serves both.
+    fn clock(&self) -> &dyn Clock {
+        &SystemClock
+    }
 }
 
 macro_rules! forward {
@@ -128,6 +181,10 @@ macro_rules! forward {
                 name: &str,
             ) -> impl Future<Output = Result<Option<SavedProjection>, StoreError>> + Send {
                 (**self).load_projection(name)
+            }
+
+            fn clock(&self) -> &dyn Clock {
+                (**self).clock()
             }
         }
     )*};

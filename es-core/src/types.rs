@@ -1,7 +1,9 @@
 //! Newtypes for the concepts every part of the framework shares.
 
 use std::fmt;
+use std::ops::{Add, AddAssign, Sub, SubAssign};
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -130,13 +132,35 @@ impl fmt::Display for StreamId {
 /// assert_eq!(opened.to_string(), "2026-01-31T11:00:00.500Z");
 /// assert_eq!(opened.as_micros(), 1_769_857_200_500_000);
 /// assert!(opened < opened.saturating_add_micros(1));
+/// # Ok::<(), es_core::types::ParseTimestampError>(())
+/// ```
+///
+/// Arithmetic with [`std::time::Duration`] (whole microseconds; a finer part is dropped):
+///
+/// ```
+/// use std::time::Duration;
+/// use es_core::Timestamp;
+///
+/// let opened: Timestamp = "2026-01-31T11:00:00Z".parse()?;
+/// let an_hour = Duration::from_secs(3_600);
+/// assert_eq!((opened + an_hour).to_string(), "2026-01-31T12:00:00Z");
+/// assert_eq!(opened + an_hour - an_hour, opened);
+/// assert_eq!((opened + an_hour).duration_since(opened), Some(an_hour));
+/// assert_eq!(opened.duration_since(opened + an_hour), None);
+/// assert_eq!(Timestamp::MAX.checked_add(an_hour), None);
+/// # Ok::<(), es_core::types::ParseTimestampError>(())
+/// ```
+///
+/// Parse errors say what was expected:
+///
+/// ```
+/// use es_core::Timestamp;
 ///
 /// let error = "yesterday".parse::<Timestamp>().unwrap_err();
 /// assert_eq!(
 ///     error.to_string(),
 ///     "`yesterday` is not an RFC 3339 timestamp (for example `2026-01-31T12:00:00Z`)"
 /// );
-/// # Ok::<(), es_core::types::ParseTimestampError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -177,6 +201,81 @@ impl Timestamp {
     #[must_use]
     pub const fn saturating_add_micros(self, micros: i64) -> Self {
         Timestamp(self.0.saturating_add(micros))
+    }
+
+    /// This instant plus `duration`, or `None` past [`Timestamp::MAX`].
+    #[must_use]
+    pub fn checked_add(self, duration: Duration) -> Option<Self> {
+        self.0
+            .checked_add(duration_micros(duration)?)
+            .map(Timestamp)
+    }
+
+    /// This instant minus `duration`, or `None` before the earliest representable instant.
+    #[must_use]
+    pub fn checked_sub(self, duration: Duration) -> Option<Self> {
+        self.0
+            .checked_sub(duration_micros(duration)?)
+            .map(Timestamp)
+    }
+
+    /// This instant plus `duration`, saturating at [`Timestamp::MAX`].
+    #[must_use]
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        self.checked_add(duration).unwrap_or(Timestamp::MAX)
+    }
+
+    /// This instant minus `duration`, saturating at the earliest representable instant.
+    #[must_use]
+    pub fn saturating_sub(self, duration: Duration) -> Self {
+        self.checked_sub(duration).unwrap_or(Timestamp(i64::MIN))
+    }
+
+    /// The time from `earlier` to this instant, or `None` if `earlier` is later.
+    #[must_use]
+    pub fn duration_since(self, earlier: Timestamp) -> Option<Duration> {
+        // In i128 the difference of two i64 never overflows, and a non-negative one fits u64.
+        let micros = i128::from(self.0) - i128::from(earlier.0);
+        u64::try_from(micros).ok().map(Duration::from_micros)
+    }
+}
+
+/// `duration` in whole microseconds, if it fits the timestamp range.
+fn duration_micros(duration: Duration) -> Option<i64> {
+    i64::try_from(duration.as_micros()).ok()
+}
+
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// # Panics
+    /// Past [`Timestamp::MAX`], like `std::time::Instant`; see [`Timestamp::checked_add`].
+    fn add(self, duration: Duration) -> Timestamp {
+        self.checked_add(duration)
+            .expect("overflow when adding a duration to a timestamp")
+    }
+}
+
+impl Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// # Panics
+    /// Before the earliest representable instant; see [`Timestamp::checked_sub`].
+    fn sub(self, duration: Duration) -> Timestamp {
+        self.checked_sub(duration)
+            .expect("overflow when subtracting a duration from a timestamp")
+    }
+}
+
+impl AddAssign<Duration> for Timestamp {
+    fn add_assign(&mut self, duration: Duration) {
+        *self = *self + duration;
+    }
+}
+
+impl SubAssign<Duration> for Timestamp {
+    fn sub_assign(&mut self, duration: Duration) {
+        *self = *self - duration;
     }
 }
 

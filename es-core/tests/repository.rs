@@ -5,11 +5,13 @@ mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use es_core::{
     AggregateRoot, AppendOutcome, CodecId, CommandError, EventStore, ExpectedVersion,
     GlobalPosition, InMemory, ManualClock, Metadata, NewEvent, RecordedEvent, Repository,
-    RepositoryError, StoreError, StreamId, Timestamp, Version, VersionRange,
+    RepositoryError, RetryPolicy, SnapshotLocation, StoreError, StreamId, Timestamp, Version,
+    VersionRange,
 };
 use support::{deposited, opened, withdrawn, Account, AccountError, DepositedV1};
 use uuid::Uuid;
@@ -20,7 +22,10 @@ fn repository() -> Repository<Account, InMemory> {
     Repository::new(InMemory::with_clock(ManualClock::new(T0)))
 }
 
-async fn open_account(repository: &Repository<Account, impl EventStore>, id: &str) {
+async fn open_account<S: EventStore, P: SnapshotLocation<S>>(
+    repository: &Repository<Account, S, P>,
+    id: &str,
+) {
     let mut root = repository.load(id).await.unwrap();
     root.execute(|account| account.open("ada")).unwrap();
     repository.save(&mut root).await.unwrap();
@@ -218,14 +223,14 @@ impl EventStore for Interfering {
 }
 
 #[tokio::test]
-async fn execute_reloads_and_reruns_the_command_after_a_conflict() {
+async fn update_reloads_and_reruns_the_command_after_a_conflict_and_counts_the_attempts() {
     let memory = InMemory::with_clock(ManualClock::new(T0));
     open_account(&Repository::new(memory.clone()), "busy").await;
-    let repository = Repository::<Account, _>::new(Interfering::new(memory, 1));
+    let repository = Repository::<Account, _>::without_snapshots(Interfering::new(memory, 1));
 
     let mut runs = Vec::new();
-    let (root, outcome) = repository
-        .execute("busy", 3, |account| {
+    let updated = repository
+        .update("busy", |account| {
             runs.push(account.balance);
             account.deposit(50, "mine")
         })
@@ -236,9 +241,10 @@ async fn execute_reloads_and_reruns_the_command_after_a_conflict() {
         [0, 1],
         "the command reran on the reloaded state, which includes the competitor's deposit"
     );
-    assert_eq!(outcome.map(|o| o.version), Some(Version(3)));
-    assert_eq!(root.version(), Version(3));
-    assert_eq!(root.state().balance, 51);
+    assert_eq!(updated.attempts, 2);
+    assert_eq!(updated.outcome.map(|o| o.version), Some(Version(3)));
+    assert_eq!(updated.root.version(), Version(3));
+    assert_eq!(updated.root.state().balance, 51);
     assert_eq!(
         repository.load("busy").await.unwrap().state().references,
         ["competitor", "mine"]
@@ -246,14 +252,18 @@ async fn execute_reloads_and_reruns_the_command_after_a_conflict() {
 }
 
 #[tokio::test]
-async fn execute_gives_up_after_max_attempts_that_all_conflict() {
+async fn update_gives_up_after_the_policys_attempts_that_all_conflict() {
     let memory = InMemory::with_clock(ManualClock::new(T0));
     open_account(&Repository::new(memory.clone()), "contested").await;
-    let repository = Repository::<Account, _>::new(Interfering::new(memory.clone(), u32::MAX));
+    let repository =
+        Repository::<Account, _>::without_snapshots(Interfering::new(memory.clone(), u32::MAX))
+            .with_retry_policy(
+                RetryPolicy::attempts(4).with_backoff(Duration::ZERO, Duration::ZERO),
+            );
 
     let mut runs = 0;
     let error = repository
-        .execute("contested", 4, |account| {
+        .update("contested", |account| {
             runs += 1;
             account.deposit(5, "never saved")
         })
@@ -277,29 +287,83 @@ async fn execute_gives_up_after_max_attempts_that_all_conflict() {
 }
 
 #[tokio::test]
-async fn two_racing_executes_both_succeed_through_retries() {
+async fn update_without_retry_reports_the_first_conflict() {
     let memory = InMemory::with_clock(ManualClock::new(T0));
-    let repository = Arc::new(Repository::<Account, _>::new(memory));
+    open_account(&Repository::new(memory.clone()), "once").await;
+    let repository = Repository::<Account, _>::without_snapshots(Interfering::new(memory, 1))
+        .with_retry_policy(RetryPolicy::no_retry());
+    let error = repository
+        .update("once", |account| account.deposit(5, "lost"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CommandError::RetriesExhausted { attempts: 1, .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn racing_updates_all_succeed_through_jittered_retries() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    let repository = Arc::new(
+        Repository::<Account, _>::new(memory).with_retry_policy(RetryPolicy::attempts(1_000)),
+    );
     open_account(&repository, "raced").await;
     let tasks: Vec<_> = (0..8)
         .map(|task| {
             let repository = Arc::clone(&repository);
             tokio::spawn(async move {
+                let mut attempts = 0;
                 for round in 0..10 {
-                    repository
-                        .execute("raced", 1_000, |a| a.deposit(1, &format!("{task}-{round}")))
+                    let updated = repository
+                        .update("raced", |a| a.deposit(1, &format!("{task}-{round}")))
                         .await
                         .unwrap();
+                    assert!(updated.attempts >= 1);
+                    attempts += updated.attempts;
                 }
+                attempts
             })
         })
         .collect();
+    let mut attempts = 0;
     for task in tasks {
-        task.await.unwrap();
+        attempts += task.await.unwrap();
     }
     let loaded = repository.load("raced").await.unwrap();
     assert_eq!(loaded.state().balance, 80, "every deposit was saved once");
     assert_eq!(loaded.version(), Version(81));
+    assert!(attempts >= 80, "each of the 80 deposits ran at least once");
+}
+
+#[tokio::test]
+async fn update_with_metadata_stamps_every_event_it_saves_even_after_a_retry() {
+    let memory = InMemory::with_clock(ManualClock::new(T0));
+    open_account(&Repository::new(memory.clone()), "stamped").await;
+    let repository =
+        Repository::<Account, _>::without_snapshots(Interfering::new(memory.clone(), 1));
+    let metadata = Metadata::default()
+        .with_correlation_id(Uuid::now_v7())
+        .with("user", "ada");
+    let updated = repository
+        .update_with_metadata("stamped", &metadata, |account| {
+            account.deposit(3, "stamped")
+        })
+        .await
+        .unwrap();
+    assert_eq!(updated.attempts, 2);
+    let stored = stored_events(&memory, "stamped").await;
+    let mine: Vec<_> = stored
+        .iter()
+        .filter(|event| event.version > Version(2))
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].metadata, metadata);
+    assert_eq!(
+        stored[1].metadata,
+        Metadata::default(),
+        "the competitor's event is not stamped"
+    );
 }
 
 #[tokio::test]
@@ -307,7 +371,7 @@ async fn a_rejected_command_passes_through_and_writes_nothing() {
     let repository = repository();
     open_account(&repository, "poor").await;
     let error = repository
-        .execute("poor", 3, |account| account.withdraw(10))
+        .update("poor", |account| account.withdraw(10))
         .await
         .unwrap_err();
     assert!(
@@ -325,12 +389,16 @@ async fn a_rejected_command_passes_through_and_writes_nothing() {
         GlobalPosition(1)
     );
 
-    let (root, outcome) = repository
-        .execute("poor", 3, |_| Ok::<_, AccountError>(Vec::new()))
+    let updated = repository
+        .update("poor", |_| Ok::<_, AccountError>(Vec::new()))
         .await
         .unwrap();
-    assert_eq!(outcome, None, "a command recording nothing saves nothing");
-    assert_eq!(root.version(), Version(1));
+    assert_eq!(
+        updated.outcome, None,
+        "a command recording nothing saves nothing"
+    );
+    assert_eq!(updated.root.version(), Version(1));
+    assert_eq!(updated.attempts, 1);
 }
 
 #[tokio::test]
@@ -395,12 +463,12 @@ async fn load_as_of_applies_the_events_recorded_at_or_before_the_instant() {
     open_account(&repository, "timed").await; // at T0
     clock.advance_secs(60);
     repository
-        .execute("timed", 1, |a| a.deposit(100, "t1"))
+        .update("timed", |a| a.deposit(100, "t1"))
         .await
         .unwrap(); // at T0 + 60 s
     clock.advance_secs(60);
     repository
-        .execute("timed", 1, |a| a.withdraw(30))
+        .update("timed", |a| a.withdraw(30))
         .await
         .unwrap(); // at T0 + 120 s
 
@@ -436,12 +504,12 @@ async fn load_as_of_stops_at_a_hole_left_by_a_clock_that_stepped_back() {
     open_account(&repository, "stepped").await; // v1 at T0
     clock.advance_secs(60);
     repository
-        .execute("stepped", 1, |a| a.deposit(100, "t1"))
+        .update("stepped", |a| a.deposit(100, "t1"))
         .await
         .unwrap(); // v2 at T0 + 60 s
     clock.advance_secs(-90);
     repository
-        .execute("stepped", 1, |a| a.withdraw(30))
+        .update("stepped", |a| a.withdraw(30))
         .await
         .unwrap(); // v3 at T0 - 30 s: the clock went back
 
@@ -487,7 +555,7 @@ async fn events_of_both_codecs_and_older_schema_versions_load_together() {
     let postcard = Repository::<Account, _>::new(memory.clone()).with_codec(CodecId::Postcard);
     open_account(&json, "mixed").await;
     postcard
-        .execute("mixed", 1, |a| a.deposit(7, "binary"))
+        .update("mixed", |a| a.deposit(7, "binary"))
         .await
         .unwrap();
     // An event written by an older release: MoneyDeposited at schema version 1.

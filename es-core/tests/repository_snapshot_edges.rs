@@ -54,12 +54,9 @@ async fn a_snapshot_at_the_last_representable_version_loads_without_overflow() {
 async fn a_snapshot_ahead_of_the_event_log_is_ignored_and_the_events_replayed() {
     let store = InMemory::new();
     let repository = Repository::<Account, _>::new(store.clone()).with_snapshots(store.clone());
+    repository.update("a-1", |a| a.open("ada")).await.unwrap();
     repository
-        .execute("a-1", 1, |a| a.open("ada"))
-        .await
-        .unwrap();
-    repository
-        .execute("a-1", 1, |a| a.deposit(7, ""))
+        .update("a-1", |a| a.deposit(7, ""))
         .await
         .unwrap();
     // A snapshot store that outlived its event store: it claims five events, the log has two.

@@ -82,7 +82,7 @@ impl EventStore for Counting {
 type Snapshotting = Repository<Account, Counting, InMemory>;
 
 fn repository(codec: CodecId) -> Snapshotting {
-    Repository::new(Counting::new())
+    Repository::without_snapshots(Counting::new())
         .with_snapshots(InMemory::with_clock(ManualClock::new(T0)))
         .with_codec(codec)
 }
@@ -93,10 +93,10 @@ fn stream(id: &str) -> StreamId {
 
 /// Opens the account and makes `deposits` deposits of 1, 2, 3 ..., each saved on its own.
 async fn account_with_deposits(repository: &Snapshotting, id: &str, deposits: u64) {
-    repository.execute(id, 1, |a| a.open("ada")).await.unwrap();
+    repository.update(id, |a| a.open("ada")).await.unwrap();
     for amount in 1..=deposits {
         repository
-            .execute(id, 1, |a| a.deposit(amount, &format!("d{amount}")))
+            .update(id, |a| a.deposit(amount, &format!("d{amount}")))
             .await
             .unwrap();
     }
@@ -104,7 +104,7 @@ async fn account_with_deposits(repository: &Snapshotting, id: &str, deposits: u6
 
 /// The state after replaying every event of `id`, without snapshots.
 async fn replayed(repository: &Snapshotting, id: &str) -> Account {
-    Repository::<Account, _>::new(repository.store().clone())
+    Repository::<Account, _>::without_snapshots(repository.store().clone())
         .load(id)
         .await
         .unwrap()
@@ -123,11 +123,11 @@ async fn stored_snapshot(repository: &Snapshotting, id: &str) -> Option<Snapshot
 async fn a_snapshot_is_taken_each_time_a_save_crosses_a_multiple_of_the_interval() {
     assert_eq!(SNAPSHOT_EVERY, 5);
     let repository = repository(CodecId::Postcard);
-    repository.execute("s", 1, |a| a.open("ada")).await.unwrap();
+    repository.update("s", |a| a.open("ada")).await.unwrap();
     let mut taken = Vec::new();
     for amount in 1..=11 {
         repository
-            .execute("s", 1, |a| a.deposit(amount, ""))
+            .update("s", |a| a.deposit(amount, ""))
             .await
             .unwrap();
         if let Some(snapshot) = stored_snapshot(&repository, "s").await {
@@ -289,7 +289,7 @@ async fn load_at_version_ignores_a_snapshot_newer_than_the_version_asked() {
         stored_snapshot(&repository, "past").await.unwrap().version,
         Version(10)
     );
-    let plain = Repository::<Account, _>::new(repository.store().clone());
+    let plain = Repository::<Account, _>::without_snapshots(repository.store().clone());
     for version in [1, 7, 9] {
         repository.store().take_events_read();
         let past = repository
@@ -341,11 +341,11 @@ async fn snapshots_are_stamped_by_the_repository_clock() {
     let repository = Repository::<Account, _>::new(InMemory::with_clock(ManualClock::new(T0)))
         .with_snapshots(InMemory::new())
         .with_clock(clock.clone());
-    repository.execute("c", 1, |a| a.open("ada")).await.unwrap();
+    repository.update("c", |a| a.open("ada")).await.unwrap();
     for amount in 1..SNAPSHOT_EVERY {
         clock.advance_secs(1);
         repository
-            .execute("c", 1, |a| a.deposit(amount, ""))
+            .update("c", |a| a.deposit(amount, ""))
             .await
             .unwrap();
     }
@@ -357,4 +357,73 @@ async fn snapshots_are_stamped_by_the_repository_clock() {
         .expect("a snapshot at the interval");
     assert_eq!(snapshot.version, Version(SNAPSHOT_EVERY));
     assert_eq!(snapshot.taken_at, clock.now());
+}
+
+#[tokio::test]
+async fn repository_new_snapshots_by_default_into_its_own_event_store() {
+    let store = InMemory::with_clock(ManualClock::new(T0));
+    let repository = Repository::<Account, _>::new(store.clone());
+    repository.update("d", |a| a.open("ada")).await.unwrap();
+    for amount in 1..SNAPSHOT_EVERY {
+        repository
+            .update("d", |a| a.deposit(amount, ""))
+            .await
+            .unwrap();
+    }
+    // Version SNAPSHOT_EVERY was just saved: the policy took a snapshot, into the event store.
+    let snapshot = store
+        .load_snapshot(&stream("d"))
+        .await
+        .unwrap()
+        .expect("a snapshot without any `with_snapshots`");
+    assert_eq!(snapshot.version, Version(SNAPSHOT_EVERY));
+    assert_eq!(snapshot.fingerprint, Account::SCHEMA_FINGERPRINT);
+    assert_eq!(
+        repository
+            .snapshots()
+            .load_snapshot(&stream("d"))
+            .await
+            .unwrap(),
+        Some(snapshot.clone()),
+        "the repository's snapshot store is the event store"
+    );
+    assert_eq!(
+        snapshot.taken_at, T0,
+        "stamped by the store's clock, the only clock the test set"
+    );
+    let loaded = repository.load("d").await.unwrap();
+    assert_eq!(loaded.version(), Version(SNAPSHOT_EVERY));
+    assert_eq!(repository.snapshot_fallbacks(), 0);
+}
+
+#[tokio::test]
+async fn without_snapshots_opts_out_of_snapshots_by_default() {
+    let store = InMemory::with_clock(ManualClock::new(T0));
+    let repository = Repository::<Account, _>::without_snapshots(store.clone());
+    repository.update("n", |a| a.open("ada")).await.unwrap();
+    for amount in 1..=2 * SNAPSHOT_EVERY {
+        repository
+            .update("n", |a| a.deposit(amount, ""))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.load_snapshot(&stream("n")).await.unwrap(), None);
+    // A snapshot another repository left is not read either.
+    let mut planted = Repository::<Account, _>::new(store.clone())
+        .load("n")
+        .await
+        .unwrap();
+    planted.record(support::deposited(1_000, "planted"));
+    let snapshot = Snapshot {
+        stream: stream("n"),
+        version: planted.current_version(),
+        fingerprint: Account::SCHEMA_FINGERPRINT,
+        codec: CodecId::Json,
+        state: CodecId::Json.encode(planted.state()).unwrap(),
+        taken_at: T0,
+    };
+    store.save_snapshot(snapshot).await.unwrap();
+    let loaded = repository.load("n").await.unwrap();
+    assert_eq!(loaded.version(), Version(2 * SNAPSHOT_EVERY + 1));
+    assert_eq!(repository.snapshot_fallbacks(), 0);
 }

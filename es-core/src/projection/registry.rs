@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::codec::{CodecError, CodecId};
 use crate::event::RecordedEvent;
 use crate::snapshot::{ProjectionStore, SavedProjection};
@@ -121,7 +121,8 @@ pub struct ProjectionRegistry {
     entries: Vec<Entry>,
     page_size: usize,
     wait_timeout: Duration,
-    clock: Arc<dyn Clock>,
+    /// Stamps saved read models; `None`: the projection store's clock.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for ProjectionRegistry {
@@ -149,7 +150,7 @@ impl ProjectionRegistry {
             entries: Vec::new(),
             page_size: DEFAULT_PAGE_SIZE,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 
@@ -168,10 +169,12 @@ impl ProjectionRegistry {
         self
     }
 
-    /// This registry stamping saved read models with `clock`.
+    /// This registry stamping saved read models with `clock` instead of the projection
+    /// store's [clock](ProjectionStore::clock). Rarely needed: by default the store's one clock
+    /// stamps events and saved read models alike.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -425,7 +428,10 @@ impl ProjectionRegistry {
                     position: entry.checkpoint,
                     codec,
                     state,
-                    saved_at: self.clock.now(),
+                    saved_at: match &self.clock {
+                        Some(clock) => clock.now(),
+                        None => store.clock().now(),
+                    },
                 })
                 .await?;
         }

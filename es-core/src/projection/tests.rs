@@ -912,3 +912,20 @@ async fn a_log_out_of_order_is_a_typed_error() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn saved_read_models_are_stamped_by_the_stores_clock_by_default() {
+    let clock = ManualClock::new(Timestamp::from_micros(456));
+    let store = InMemory::with_clock(clock.clone());
+    append(&store, "counter", "a", &[added(1)]).await;
+    let mut registry = registry();
+    registry.catch_up(&store).await.unwrap();
+    clock.advance(std::time::Duration::from_millis(1));
+    registry.save_to(&store, CodecId::Json).await.unwrap();
+    let saved = store.load_projection("totals").await.unwrap().unwrap();
+    assert_eq!(
+        saved.saved_at,
+        Timestamp::from_micros(1_456),
+        "the one clock the test set, on the store"
+    );
+}

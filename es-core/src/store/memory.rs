@@ -177,6 +177,10 @@ impl EventStore for InMemory {
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         Ok(GlobalPosition(self.lock().log.len() as u64))
     }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
 }
 
 impl SnapshotStore for InMemory {
@@ -205,5 +209,9 @@ impl ProjectionStore for InMemory {
 
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
         Ok(self.lock().projections.get(name).cloned())
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
@@ -280,6 +281,17 @@ pub trait EventStore: Send + Sync {
     /// The position of the last event `read_all` can return now ([`GlobalPosition::START`]
     /// for an empty store).
     fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send;
+
+    /// The clock that stamps appended events (their
+    /// [`recorded_at`](RecordedEvent::recorded_at)): the system clock unless the store was
+    /// given another.
+    ///
+    /// This is the one clock of a repository and a projection registry over this store: they
+    /// stamp snapshots and saved read models with it too, unless given a clock of their own. A
+    /// temporal test sets a [`ManualClock`](crate::ManualClock) on the store and nowhere else.
+    fn clock(&self) -> &dyn Clock {
+        &SystemClock
+    }
 }
 
 macro_rules! forward_event_store {
@@ -320,6 +332,10 @@ macro_rules! forward_event_store {
 
             fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send {
                 (**self).last_position()
+            }
+
+            fn clock(&self) -> &dyn Clock {
+                (**self).clock()
             }
         }
     )*};

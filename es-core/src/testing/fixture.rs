@@ -3,7 +3,7 @@
 //!
 //! A command is a decision on the aggregate's state, `FnOnce(&A) -> Result<Vec<A::Event>, E>`,
 //! the shape [`AggregateRoot::execute`](crate::AggregateRoot::execute) and
-//! [`Repository::execute`](crate::Repository::execute) run. The fixture needs no store: it
+//! [`Repository::update`](crate::Repository::update) run. The fixture needs no store: it
 //! applies the given events to a fresh state, runs the command on it, and compares.
 //!
 //! ```

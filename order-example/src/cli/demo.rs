@@ -34,7 +34,7 @@ fn price((_, minor_units): (&str, u64)) -> Money {
 }
 
 /// The orders a repository of the program loads and saves.
-type Orders = Repository<Order, AnyStore, AnyStore>;
+type Orders = Repository<Order, AnyStore>;
 
 /// Where the tour is: what it wrote so far, and the read models it keeps.
 struct Tour<'a> {
@@ -356,7 +356,7 @@ impl<'a> Tour<'a> {
             "9. Replay: the complete state is rebuilt from the events alone"
         )?;
         // A repository without snapshots: every event is applied again.
-        let replayed = Repository::<Order, _>::new(self.context.store.clone())
+        let replayed = Repository::<Order, _>::without_snapshots(self.context.store.clone())
             .load(alice.as_str())
             .await?;
         if replayed.state() != self.alice.state() || replayed.version() != self.alice.version() {

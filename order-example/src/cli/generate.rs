@@ -51,8 +51,7 @@ pub async fn run(
     let mut workers = JoinSet::new();
     for _ in 0..concurrency.min(orders) {
         let scripts = Arc::clone(&scripts);
-        let repository = Repository::<Order, _>::new(context.store.clone())
-            .with_snapshots(context.store.clone());
+        let repository = Repository::<Order, _>::new(context.store.clone());
         let bar = bar.clone();
         workers.spawn(async move {
             let mut events = 0;
@@ -114,7 +113,7 @@ pub async fn run(
 
 /// Runs the script's commands on a new order and saves each batch: the events written.
 async fn write(
-    repository: &Repository<Order, AnyStore, AnyStore>,
+    repository: &Repository<Order, AnyStore>,
     script: &OrderScript,
 ) -> anyhow::Result<u64> {
     let id = script.order_id.as_str();

@@ -114,7 +114,7 @@ struct Context {
     store: AnyStore,
     /// The `--store` text, to show commands that reach the same store.
     store_spec: String,
-    orders: Repository<Order, AnyStore, AnyStore>,
+    orders: Repository<Order, AnyStore>,
     json: bool,
     initial_stock: u64,
 }
@@ -141,7 +141,7 @@ impl Context {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = AnyStore::open(&cli.store, cli.postgres_schema.as_deref()).await?;
     let context = Context {
-        orders: Repository::new(store.clone()).with_snapshots(store.clone()),
+        orders: Repository::new(store.clone()),
         store,
         store_spec: cli.store,
         json: cli.json,

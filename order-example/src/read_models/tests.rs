@@ -30,7 +30,7 @@ impl Shop {
     async fn run(&self, order: &str, command: OrderCommand) {
         self.clock.advance_secs(1);
         self.orders
-            .execute(order, 1, |state| command.decide(state))
+            .update(order, |state| command.decide(state))
             .await
             .unwrap();
     }

@@ -457,6 +457,10 @@ impl EventStore for Postgres {
         let position: Option<i64> = row.try_get(0).map_err(query_error)?;
         Ok(GlobalPosition(position.unwrap_or(0).max(0) as u64))
     }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.shared.clock
+    }
 }
 
 impl SnapshotStore for Postgres {
@@ -530,5 +534,9 @@ impl ProjectionStore for Postgres {
         rows.first()
             .map(|row| rows::saved_projection(name, row))
             .transpose()
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.shared.clock
     }
 }

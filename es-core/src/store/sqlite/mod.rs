@@ -210,6 +210,7 @@ pub struct Sqlite {
     commands: Sender<Command>,
     jobs: Sender<Job>,
     read_connections: usize,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Sqlite {
@@ -301,6 +302,7 @@ impl Sqlite {
             commands,
             jobs,
             read_connections: options.read_connections,
+            clock: Arc::clone(&options.clock),
         };
         for opened in readers_opened {
             opened.await.map_err(|_| StoreError::Closed)??;
@@ -430,6 +432,10 @@ impl EventStore for Sqlite {
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         self.query(reader::last_position).await
     }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
 }
 
 impl SnapshotStore for Sqlite {
@@ -455,5 +461,9 @@ impl ProjectionStore for Sqlite {
         let name = name.to_owned();
         self.query(move |connection, location| reader::load_projection(connection, &name, location))
             .await
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 }
