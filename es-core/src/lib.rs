@@ -13,6 +13,7 @@ pub mod projection;
 pub mod repository;
 pub mod snapshot;
 pub mod store;
+pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
@@ -33,6 +34,7 @@ pub use snapshot::{
 pub use store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
 };
+pub use subscription::{EventFilter, Subscribe, Subscription, SubscriptionStats};
 pub use types::{GlobalPosition, ParseTimestampError, StreamId, Timestamp, Version};
 
 /// The derive macros, re-exported so a user crate depends on `es-core` alone.

@@ -7,17 +7,23 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::subscription::{
+    EventFilter, LogPage, PageFuture, PageSource, Subscribe, Subscription, SubscriptionStats,
+    Wakeups, SCAN_WINDOW,
+};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// An event store, snapshot store and projection store held in memory.
 ///
 /// It enforces the whole [`EventStore`] contract (atomic appends, version checks, contiguous
 /// versions, gap-free global order) under one lock, so tests written against it hold against
-/// the durable stores. Clones share the same data.
+/// the durable stores. Clones share the same data. Every append wakes the store's
+/// [subscriptions](Subscribe).
 #[derive(Clone)]
 pub struct InMemory {
     inner: Arc<Mutex<Inner>>,
     clock: Arc<dyn Clock>,
+    wakeups: Arc<Wakeups>,
 }
 
 #[derive(Default)]
@@ -58,6 +64,7 @@ impl InMemory {
         InMemory {
             inner: Arc::default(),
             clock: Arc::new(clock),
+            wakeups: Arc::default(),
         }
     }
 
@@ -124,10 +131,10 @@ impl EventStore for InMemory {
             .entry(stream.clone())
             .or_default()
             .extend(indexes);
-        Ok(AppendOutcome {
-            version,
-            position: GlobalPosition(inner.log.len() as u64),
-        })
+        let position = GlobalPosition(inner.log.len() as u64);
+        drop(inner);
+        self.wakeups.wake();
+        Ok(AppendOutcome { version, position })
     }
 
     async fn read_stream(
@@ -180,6 +187,54 @@ impl EventStore for InMemory {
 
     fn clock(&self) -> &dyn Clock {
         &*self.clock
+    }
+}
+
+impl PageSource for InMemory {
+    fn read_page<'a>(
+        &'a self,
+        after: GlobalPosition,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> PageFuture<'a> {
+        let inner = self.lock();
+        let head = inner.log.len();
+        let start = usize::try_from(after.0).unwrap_or(usize::MAX).min(head);
+        // A bounded scan, so a filter matching little never holds the lock for long.
+        let end = usize::try_from(SCAN_WINDOW)
+            .map_or(head, |window| start.saturating_add(window).min(head));
+        let mut events = Vec::new();
+        let mut scanned = start;
+        for event in &inner.log[start..end] {
+            if events.len() == limit.max(1) {
+                break;
+            }
+            scanned += 1;
+            if filter.matches(event) {
+                events.push(event.clone());
+            }
+        }
+        let page = LogPage {
+            events,
+            scanned_to: GlobalPosition(scanned as u64).max(after),
+            at_head: scanned == head,
+        };
+        Box::pin(std::future::ready(Ok(page)))
+    }
+}
+
+impl Subscribe for InMemory {
+    fn subscribe(&self, after: GlobalPosition, filter: EventFilter) -> Subscription {
+        Subscription::new(
+            Arc::new(self.clone()),
+            Arc::clone(&self.wakeups),
+            after,
+            filter,
+        )
+    }
+
+    fn subscription_stats(&self) -> SubscriptionStats {
+        self.wakeups.stats()
     }
 }
 

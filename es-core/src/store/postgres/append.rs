@@ -129,7 +129,7 @@ impl Request<'_> {
         let stream_params: [&(dyn ToSql + Sync); 2] = [&self.aggregate_type, &self.aggregate_id];
         let stream_key: [&(dyn ToSql + Sync); 1] = [&self.stream_key];
         let in_flight_tag: [&(dyn ToSql + Sync); 1] = [&store.in_flight_tag];
-        let (begun, stream_locked, marked, inserted, current, committed) = tokio::join!(
+        let (begun, stream_locked, marked, inserted, current, notified, committed) = tokio::join!(
             // READ COMMITTED whatever the server's default, so the insert (a statement
             // started after the stream lock is held) sees the commit it waited for.
             client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
@@ -137,6 +137,8 @@ impl Request<'_> {
             client.execute(&mark_in_flight, &in_flight_tag),
             client.query(&insert, &insert_params),
             client.query_one(&stream_version, &stream_params),
+            // Wakes the subscriptions when (and only if) the transaction commits.
+            client.batch_execute(&sql.notify),
             async {
                 if commit_now {
                     client.batch_execute("COMMIT").await
@@ -152,6 +154,7 @@ impl Request<'_> {
         marked?;
         let rows = inserted?;
         let current: Option<i64> = current?.try_get(0)?;
+        notified?;
         committed?;
         Ok(Replies {
             rows,

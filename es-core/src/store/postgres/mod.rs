@@ -82,6 +82,7 @@ mod append;
 mod errors;
 mod rows;
 mod schema;
+mod subscriptions;
 
 #[doc(hidden)]
 pub use append::AppendEnding;
@@ -89,6 +90,7 @@ pub use append::AppendEnding;
 use errors::{pool_error, query_error};
 use rows::{check_text, to_bigint, to_stored_bigint};
 use schema::{lock_key, SchemaName, Sql};
+use subscriptions::Subscriptions;
 
 /// How to connect to PostgreSQL: the server URL, the schema holding the tables, the pool
 /// size and the clock that stamps events.
@@ -98,6 +100,7 @@ pub struct PostgresOptions {
     schema: String,
     pool_size: usize,
     clock: Arc<dyn Clock>,
+    subscription_poll_interval: Duration,
 }
 
 impl PostgresOptions {
@@ -109,6 +112,9 @@ impl PostgresOptions {
     /// The largest pool size [`Postgres::connect_with`] accepts (far above what a
     /// PostgreSQL server admits; the pool reserves room for every connection up front).
     pub const MAX_POOL_SIZE: usize = 10_000;
+    /// How often a subscription reads the log while it waits for a notification, unless
+    /// [`PostgresOptions::with_subscription_poll_interval`] says otherwise.
+    pub const DEFAULT_SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
     /// Options for the server at `url`, a libpq-style URL or key/value string such as
     /// `postgres://user:password@host:5432/database` (all of tokio-postgres' parameters, for
@@ -119,6 +125,7 @@ impl PostgresOptions {
             schema: PostgresOptions::DEFAULT_SCHEMA.to_owned(),
             pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
             clock: Arc::new(SystemClock),
+            subscription_poll_interval: PostgresOptions::DEFAULT_SUBSCRIPTION_POLL_INTERVAL,
         }
     }
 
@@ -145,6 +152,15 @@ impl PostgresOptions {
         self
     }
 
+    /// Makes each [subscription](crate::Subscribe) read the log this often while it waits
+    /// for a notification (at least every millisecond): the fallback that turns a lost
+    /// notification, or a dropped `LISTEN` connection, into a delay instead of a stall.
+    #[must_use]
+    pub fn with_subscription_poll_interval(mut self, interval: Duration) -> Self {
+        self.subscription_poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// The schema the tables go in.
     #[must_use]
     pub fn schema(&self) -> &str {
@@ -164,6 +180,10 @@ impl fmt::Debug for PostgresOptions {
         f.debug_struct("PostgresOptions")
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field(
+                "subscription_poll_interval",
+                &self.subscription_poll_interval,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +207,7 @@ struct Shared {
     /// The first key of the in-flight locks of this store, as `pg_advisory_xact_lock_shared`
     /// takes it.
     in_flight_tag: i32,
+    subscriptions: Arc<Subscriptions>,
 }
 
 impl fmt::Debug for Postgres {
@@ -238,6 +259,11 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("es-core");
         }
+        let subscriptions = Arc::new(Subscriptions::new(
+            config.clone(),
+            &schema,
+            options.subscription_poll_interval,
+        ));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -260,9 +286,10 @@ impl Postgres {
                 // The low 32 bits of a key derived from the schema name: truncation intended.
                 #[allow(clippy::cast_possible_truncation)]
                 in_flight_tag: lock_key(&["in flight", schema.as_str()]) as i32,
-                sql: Sql::new(&schema),
+                sql: Sql::new(&schema, &subscriptions.channel),
                 schema,
                 clock: options.clock,
+                subscriptions,
             }),
         })
     }
@@ -276,7 +303,16 @@ impl Postgres {
     /// Closes the pool: open connections close once returned, and every later operation
     /// fails with [`StoreError::Closed`].
     pub fn close(&self) {
+        self.shared.subscriptions.close();
         self.shared.pool.close();
+    }
+
+    /// The channel each append sends a `NOTIFY` on (inside its transaction), which the
+    /// store's subscriptions `LISTEN` to: `es_events_` and 16 hex digits derived from the
+    /// schema name. Other programs may listen to it too; the payload is empty.
+    #[must_use]
+    pub fn notification_channel(&self) -> &str {
+        &self.shared.subscriptions.channel
     }
 
     /// Like [`EventStore::append`], ending the transaction as `ending` says. Test support

@@ -111,6 +111,11 @@ pub(super) struct Sql {
     pub read_all: String,
     /// `$1` bound (exclusive): the last position below it.
     pub last_position: String,
+    /// `$1` after position, `$2` last position scanned (inclusive), `$3` aggregate types
+    /// and `$4` event types (each empty: any), `$5` limit.
+    pub read_page: String,
+    /// Wakes the store's subscriptions once the transaction commits.
+    pub notify: String,
     /// Upserts a snapshot unless a newer one is stored.
     pub save_snapshot: String,
     /// `$1, $2` the stream.
@@ -122,8 +127,9 @@ pub(super) struct Sql {
 }
 
 impl Sql {
-    /// The statements for the tables in `schema`.
-    pub(super) fn new(schema: &SchemaName) -> Self {
+    /// The statements for the tables in `schema`, notifying `channel` (a validated
+    /// identifier) of appends.
+    pub(super) fn new(schema: &SchemaName, channel: &str) -> Self {
         let s = schema.quoted();
         let next = format!(
             "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
@@ -200,6 +206,9 @@ impl Sql {
             last_position: format!(
                 "SELECT max(global_position) FROM {s}.events WHERE global_position < $1"
             ),
+            read_page: read_page_sql(&s),
+            // Delivered at commit, once per transaction however often it is sent.
+            notify: format!("NOTIFY \"{channel}\""),
             save_snapshot: format!(
                 "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
                      fingerprint, codec, state, taken_at)
@@ -225,6 +234,20 @@ impl Sql {
             ),
         }
     }
+}
+
+/// The filtered page read of subscriptions (see `Sql::read_page`) for the tables in `s`,
+/// the quoted schema name. The filter lists are bound as arrays, so one prepared statement
+/// serves every filter; the position range keeps the scan on the primary key.
+fn read_page_sql(s: &str) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM {s}.events
+         WHERE global_position > $1 AND global_position <= $2
+           AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3::text[]))
+           AND (cardinality($4::text[]) = 0 OR event_type = ANY($4::text[]))
+         ORDER BY global_position
+         LIMIT $5"
+    )
 }
 
 /// The tables of schema version 1. Positions come from the identity sequence

@@ -86,9 +86,11 @@ use crate::types::{GlobalPosition, StreamId, Timestamp};
 mod reader;
 mod rows;
 mod schema;
+mod subscriptions;
 mod writer;
 
 use reader::Job;
+use subscriptions::Subscriptions;
 use writer::{Append, Command, PreparedEvent, Request};
 
 /// The most read connections (and reader threads) a store opens.
@@ -136,6 +138,7 @@ pub struct SqliteOptions {
     clock: Arc<dyn Clock>,
     read_connections: usize,
     busy_timeout: Duration,
+    change_check_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -150,13 +153,19 @@ impl fmt::Debug for SqliteOptions {
             .field("synchronous", &self.synchronous)
             .field("read_connections", &self.read_connections)
             .field("busy_timeout", &self.busy_timeout)
+            .field("change_check_interval", &self.change_check_interval)
             .finish_non_exhaustive()
     }
 }
 
 impl SqliteOptions {
-    /// Durable commits ([`Synchronous::Full`]), the system clock, two read connections and a
-    /// five-second wait for locks held by other processes.
+    /// How often subscriptions look for commits of other processes unless
+    /// [`SqliteOptions::with_change_check_interval`] says otherwise.
+    pub const DEFAULT_CHANGE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+    /// Durable commits ([`Synchronous::Full`]), the system clock, two read connections, a
+    /// five-second wait for locks held by other processes, and a check for other processes'
+    /// commits every 50 ms while a subscription is alive.
     #[must_use]
     pub fn new() -> Self {
         SqliteOptions {
@@ -164,6 +173,7 @@ impl SqliteOptions {
             clock: Arc::new(SystemClock),
             read_connections: 2,
             busy_timeout: Duration::from_secs(5),
+            change_check_interval: SqliteOptions::DEFAULT_CHANGE_CHECK_INTERVAL,
         }
     }
 
@@ -195,6 +205,16 @@ impl SqliteOptions {
         self.busy_timeout = timeout;
         self
     }
+
+    /// While a [subscription](crate::Subscribe) is alive, checks this often whether another
+    /// process committed to the file (`PRAGMA data_version` on a dedicated connection, a few
+    /// microseconds); commits of this process wake subscriptions at once regardless. At least
+    /// one millisecond.
+    #[must_use]
+    pub fn with_change_check_interval(mut self, interval: Duration) -> Self {
+        self.change_check_interval = interval.max(Duration::from_millis(1));
+        self
+    }
 }
 
 /// The embedded, durable event store, snapshot store and projection store: one SQLite file.
@@ -211,6 +231,7 @@ pub struct Sqlite {
     jobs: Sender<Job>,
     read_connections: usize,
     clock: Arc<dyn Clock>,
+    subscriptions: Arc<Subscriptions>,
 }
 
 impl fmt::Debug for Sqlite {
@@ -258,6 +279,13 @@ impl Sqlite {
         let path = path.as_ref().to_path_buf();
         let location: Arc<str> = path.display().to_string().into();
 
+        let subscriptions = Arc::new(Subscriptions::new(
+            path.clone(),
+            Arc::clone(&location),
+            options.busy_timeout,
+            options.change_check_interval,
+        ));
+
         // The writer checks and, if new, creates the store before any reader connects.
         let (commands, command_queue) = mpsc::channel();
         let (writer_ready, writer_opened) = oneshot::channel();
@@ -265,10 +293,11 @@ impl Sqlite {
             let path = path.clone();
             let options = options.clone();
             let location = Arc::clone(&location);
+            let wakeups = Arc::clone(&subscriptions.wakeups);
             std::thread::Builder::new()
                 .name("es-sqlite-writer".to_owned())
                 .spawn(
-                    move || match writer::Writer::open(&path, &options, location) {
+                    move || match writer::Writer::open(&path, &options, location, wakeups) {
                         Ok(writer) => {
                             if writer_ready.send(Ok(())).is_ok() {
                                 writer.run(&command_queue);
@@ -303,6 +332,7 @@ impl Sqlite {
             jobs,
             read_connections: options.read_connections,
             clock: Arc::clone(&options.clock),
+            subscriptions,
         };
         for opened in readers_opened {
             opened.await.map_err(|_| StoreError::Closed)??;
@@ -320,6 +350,7 @@ impl Sqlite {
     /// another process (or a new [`Sqlite::open`]) can take it over. Every call after this,
     /// on any clone, fails with [`StoreError::Closed`]. Closing twice is harmless.
     pub async fn close(&self) {
+        self.subscriptions.close().await;
         let mut closed = Vec::with_capacity(self.read_connections);
         for _ in 0..self.read_connections {
             let (reply, done) = oneshot::channel();

@@ -1,10 +1,12 @@
 //! The reader threads: a few read connections serving queries from one shared queue. In WAL
 //! mode they read the last committed state while the writer commits the next one.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -16,6 +18,7 @@ use super::{schema, SqliteOptions};
 use crate::event::RecordedEvent;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, VersionRange};
+use crate::subscription::{EventFilter, LogPage, SCAN_WINDOW};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// A query to run on a read connection; it answers its caller itself.
@@ -253,4 +256,73 @@ pub(super) fn load_projection(
         location,
     )
     .map(|found| found.into_iter().next())
+}
+
+/// One page of a filtered read of the log: at most `limit` events after `after` passing
+/// `filter`, scanning at most [`SCAN_WINDOW`] positions, and how far it scanned.
+///
+/// The head is read first; the events are then read up to it. Every position up to the head
+/// was committed when it was read (the single writer commits positions in order), so a later
+/// statement sees all of them, and `scanned_to` never passes an event still to come.
+pub(super) fn read_page(
+    connection: &Connection,
+    after: GlobalPosition,
+    filter: &EventFilter,
+    limit: usize,
+    location: &str,
+) -> Result<LogPage, StoreError> {
+    let head = last_position(connection, location)?;
+    let upper = if filter.is_all() {
+        head
+    } else {
+        head.min(GlobalPosition(after.get().saturating_add(SCAN_WINDOW)))
+    };
+    if upper <= after {
+        return Ok(LogPage {
+            events: Vec::new(),
+            scanned_to: after,
+            at_head: true,
+        });
+    }
+    let limit = limit.max(1);
+    let mut sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND global_position <= ?2"
+    );
+    let mut values: Vec<Value> = vec![
+        Value::Integer(to_sql_bound(after.get())),
+        Value::Integer(to_sql_bound(upper.get())),
+        Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+    ];
+    for (column, listed) in [
+        ("aggregate_type", filter.aggregate_types()),
+        ("event_type", filter.event_types()),
+    ] {
+        if listed.is_empty() {
+            continue;
+        }
+        let first = values.len() + 1;
+        let placeholders: Vec<String> = (first..first + listed.len())
+            .map(|index| format!("?{index}"))
+            .collect();
+        let _ = write!(sql, " AND {column} IN ({})", placeholders.join(", "));
+        values.extend(listed.iter().map(|value| Value::Text(value.clone())));
+    }
+    sql.push_str(" ORDER BY global_position LIMIT ?3");
+    let events = collect(
+        connection,
+        &sql,
+        rusqlite::params_from_iter(values),
+        event_from_row,
+        location,
+    )?;
+    let scanned_to = if events.len() == limit {
+        events.last().map_or(upper, |event| event.global_position)
+    } else {
+        upper
+    };
+    Ok(LogPage {
+        events,
+        scanned_to,
+        at_head: scanned_to >= head,
+    })
 }

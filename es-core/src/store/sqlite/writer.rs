@@ -16,6 +16,7 @@ use crate::codec::CodecId;
 use crate::event::NewEvent;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{AppendOutcome, ExpectedVersion, StoreError};
+use crate::subscription::Wakeups;
 use crate::types::{GlobalPosition, StreamId, Version};
 
 /// At most this many requests share one transaction, so one commit stays bounded in size.
@@ -130,6 +131,11 @@ impl Done {
         }
     }
 
+    /// Whether this is an append that stored its events.
+    fn appended(&self) -> bool {
+        matches!(self, Done::Append(_, Ok(_)))
+    }
+
     /// Whether the outcome is a version conflict, which was checked against the group's
     /// uncommitted state.
     fn is_conflict(&self) -> bool {
@@ -163,6 +169,8 @@ pub(super) struct Writer {
     connection: Connection,
     clock: Arc<dyn Clock>,
     location: Arc<str>,
+    /// Woken after every commit that stored events.
+    wakeups: Arc<Wakeups>,
 }
 
 impl Writer {
@@ -171,6 +179,7 @@ impl Writer {
         path: &Path,
         options: &SqliteOptions,
         location: Arc<str>,
+        wakeups: Arc<Wakeups>,
     ) -> Result<Self, StoreError> {
         schema::check_file(path, &location)?;
         let mut connection = Connection::open_with_flags(
@@ -186,6 +195,7 @@ impl Writer {
             connection,
             clock: Arc::clone(&options.clock),
             location,
+            wakeups,
         })
     }
 
@@ -260,6 +270,9 @@ impl Writer {
                 finished.fail(&reason).send();
             }
             return;
+        }
+        if done.iter().any(Done::appended) {
+            self.wakeups.wake();
         }
         for finished in done {
             finished.send();
