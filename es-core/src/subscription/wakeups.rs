@@ -71,6 +71,7 @@ impl Wakeups {
     }
 
     /// Resolves once no subscription is alive (at once if none is).
+    #[cfg(feature = "postgres")]
     pub(crate) async fn idle(&self) {
         self.commits.closed().await;
     }
