@@ -181,12 +181,39 @@ pub struct UnknownCodec(pub u8);
 pub struct UnknownCodecName(pub String);
 
 /// A value could not be encoded, or bytes could not be decoded, by a codec.
-#[derive(Debug, thiserror::Error)]
-#[error("{codec} codec failed")]
+///
+/// Its message includes the codec's own (serde's), for example
+/// ``json codec failed: missing field `amount` at line 1 column 2``. Like [`std::io::Error`]
+/// wrapping a custom error, it shows the wrapped error in its own message and does not
+/// return it again from [`source`](std::error::Error::source) (that goes on to the wrapped
+/// error's own source, if any), so a report that walks the chain prints each cause once.
+/// [`CodecError::get_ref`] gives the wrapped error.
+///
+/// ```
+/// use es_core::CodecId;
+///
+/// let error = CodecId::Json.decode::<u32>(b"\"ten\"").unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "json codec failed: invalid type: string \"ten\", expected u32 at line 1 column 5"
+/// );
+/// ```
+#[derive(Debug)]
 pub struct CodecError {
     codec: CodecId,
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
+    inner: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} codec failed: {}", self.codec, self.inner)
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
 }
 
 impl CodecError {
@@ -194,8 +221,14 @@ impl CodecError {
     pub fn new(codec: CodecId, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         CodecError {
             codec,
-            source: Box::new(source),
+            inner: Box::new(source),
         }
+    }
+
+    /// The codec's own error, whose message this error's message includes.
+    #[must_use]
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.inner
     }
 
     /// The codec that failed.
@@ -237,6 +270,33 @@ mod tests {
         bytes.push(0);
         let err = Postcard::decode::<Sample>(&bytes).unwrap_err();
         assert_eq!(err.codec(), CodecId::Postcard);
+        assert_eq!(
+            err.to_string(),
+            "postcard codec failed: 1 unexpected bytes after the value"
+        );
+    }
+
+    #[test]
+    fn the_message_names_the_codec_and_says_what_serde_found_once() {
+        let error = Json::decode::<Sample>(br#"{"name":"mug"}"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "json codec failed: missing field `quantity` at line 1 column 14"
+        );
+        assert!(
+            std::error::Error::source(&error).is_none(),
+            "serde's error is in the message already; a chain must not repeat it"
+        );
+        assert_eq!(
+            error.get_ref().to_string(),
+            "missing field `quantity` at line 1 column 14"
+        );
+        let error = Postcard::decode::<Sample>(&[]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("postcard codec failed: ")
+                && error.to_string().len() > "postcard codec failed: ".len(),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The repository: loads aggregates (snapshot + tail), saves their new events with optimistic
 //! concurrency, answers temporal queries, and runs commands with retries on conflict.
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -364,11 +365,11 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 let (state, version) = replay::<A>(&stream, state, version, tail)?;
                 return Ok(AggregateRoot::from_parts(id, state, version));
             }
-            self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                %stream,
-                %version,
-                "snapshot is ahead of the stream's events; replaying from events"
+            self.snapshot_fallback(
+                &stream,
+                version,
+                &"the stream has no event at the snapshot's version (the snapshot is ahead of \
+                  the event log)",
             );
         }
         let events = self.read_range(&stream, Version(1), to).await?;
@@ -403,28 +404,40 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             return Ok(None);
         }
         if snapshot.fingerprint != A::SCHEMA_FINGERPRINT {
-            self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                %stream,
-                stored = snapshot.fingerprint,
-                current = A::SCHEMA_FINGERPRINT,
-                "snapshot taken under another schema ignored; replaying from events"
+            self.snapshot_fallback(
+                stream,
+                snapshot.version,
+                &format_args!(
+                    "it was taken under another schema of the aggregate (fingerprint \
+                     {:#018x}; now {:#018x})",
+                    snapshot.fingerprint,
+                    A::SCHEMA_FINGERPRINT
+                ),
             );
             return Ok(None);
         }
         match snapshot.codec.decode::<A>(&snapshot.state) {
             Ok(state) => Ok(Some((state, snapshot.version))),
             Err(error) => {
-                self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    %stream,
-                    version = %snapshot.version,
-                    error = &error as &dyn std::error::Error,
-                    "snapshot does not decode; replaying from events"
+                self.snapshot_fallback(
+                    stream,
+                    snapshot.version,
+                    &format_args!("its state does not decode: {error}"),
                 );
                 Ok(None)
             }
         }
+    }
+
+    /// Counts and logs an unusable snapshot, with the reason.
+    fn snapshot_fallback(&self, stream: &StreamId, version: Version, reason: &dyn fmt::Display) {
+        self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            %stream,
+            snapshot_version = %version,
+            %reason,
+            "snapshot not used; replaying the stream from its first event"
+        );
     }
 
     /// Appends the aggregate's pending events, expecting the stream at its loaded version.

@@ -427,3 +427,83 @@ async fn without_snapshots_opts_out_of_snapshots_by_default() {
     assert_eq!(loaded.version(), Version(2 * SNAPSHOT_EVERY + 1));
     assert_eq!(repository.snapshot_fallbacks(), 0);
 }
+
+/// The fields of every warning logged while it is the thread's subscriber.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+
+impl Warnings {
+    fn taken(&self) -> Vec<Vec<(String, String)>> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+struct Fields(Vec<(String, String)>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() == tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(Vec::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn the_fallback_warning_says_why_the_snapshot_was_not_used() {
+    let warnings = Warnings::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(warnings.clone(), || {
+        runtime.block_on(async {
+            let repository = repository(CodecId::Json);
+            account_with_deposits(&repository, "why", 6).await;
+            let reason = |warnings: &Warnings| {
+                let taken = warnings.taken();
+                assert_eq!(taken.len(), 1, "one warning per fallback: {taken:?}");
+                taken[0]
+                    .iter()
+                    .find(|(name, _)| name == "reason")
+                    .map(|(_, value)| value.clone())
+                    .expect("a `reason` field")
+            };
+            warnings.taken();
+
+            replace_snapshot(&repository, "why", Account::SCHEMA_FINGERPRINT, b"{}".to_vec())
+                .await;
+            repository.load("why").await.unwrap();
+            assert_eq!(
+                reason(&warnings),
+                "its state does not decode: json codec failed: missing field `balance` at line 1 \
+                 column 2",
+                "serde's message, not only \"json codec failed\""
+            );
+
+            let state = CodecId::Json
+                .encode(&replayed(&repository, "why").await)
+                .unwrap();
+            replace_snapshot(&repository, "why", 7, state).await;
+            repository.load("why").await.unwrap();
+            assert!(
+                reason(&warnings).starts_with("it was taken under another schema"),
+                "the fingerprint mismatch is named"
+            );
+        });
+    });
+}
