@@ -23,8 +23,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
 pub use projection::{
-    AsOf, CatchUpReport, DuplicateProjection, HistoricalView, Progress, Projection,
-    ProjectionError, ProjectionRegistry, RestoreReport,
+    AsOf, CatchUpReport, DuplicateProjection, HistoricalView, InfallibleProjection, Progress,
+    Projection, ProjectionError, ProjectionRegistry, RestoreReport,
 };
 pub use repository::{CommandError, Repository, RepositoryError, RetryPolicy, Updated};
 pub use snapshot::{

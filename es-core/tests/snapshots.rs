@@ -428,12 +428,15 @@ async fn without_snapshots_opts_out_of_snapshots_by_default() {
     assert_eq!(repository.snapshot_fallbacks(), 0);
 }
 
+/// One logged event's fields: name and value.
+type Logged = Vec<(String, String)>;
+
 /// The fields of every warning logged while it is the thread's subscriber.
 #[derive(Clone, Default)]
-struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<Logged>>>);
 
 impl Warnings {
-    fn taken(&self) -> Vec<Vec<(String, String)>> {
+    fn taken(&self) -> Vec<Logged> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -485,8 +488,13 @@ fn the_fallback_warning_says_why_the_snapshot_was_not_used() {
             };
             warnings.taken();
 
-            replace_snapshot(&repository, "why", Account::SCHEMA_FINGERPRINT, b"{}".to_vec())
-                .await;
+            replace_snapshot(
+                &repository,
+                "why",
+                Account::SCHEMA_FINGERPRINT,
+                b"{}".to_vec(),
+            )
+            .await;
             repository.load("why").await.unwrap();
             assert_eq!(
                 reason(&warnings),

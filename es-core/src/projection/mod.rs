@@ -28,8 +28,11 @@
 //!
 //! # Examples
 //!
+//! A read model whose `apply` cannot fail implements [`InfallibleProjection`] (no error type,
+//! no `Ok(())`); one that can (a payload that does not decode) implements [`Projection`].
+//!
 //! ```
-//! use es_core::projection::{Projection, ProjectionRegistry};
+//! use es_core::projection::{InfallibleProjection, ProjectionRegistry};
 //! use es_core::{EventStore, InMemory, RecordedEvent};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -37,13 +40,11 @@
 //! #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 //! struct EventCounts(std::collections::BTreeMap<String, u64>);
 //!
-//! impl Projection for EventCounts {
+//! impl InfallibleProjection for EventCounts {
 //!     const NAME: &'static str = "event-counts";
-//!     type Error = std::convert::Infallible;
 //!
-//!     fn apply(&mut self, event: &RecordedEvent) -> Result<(), Self::Error> {
+//!     fn apply(&mut self, event: &RecordedEvent) {
 //!         *self.0.entry(event.stream.aggregate_type().to_owned()).or_default() += 1;
-//!         Ok(())
 //!     }
 //!
 //!     fn reset(&mut self) {
@@ -114,6 +115,73 @@ pub trait Projection: Clone + Serialize + DeserializeOwned + Send + Sync + 'stat
 
     /// Forgets every event applied so far, keeping the configuration.
     fn reset(&mut self);
+}
+
+/// A read model whose [`apply`](InfallibleProjection::apply) cannot fail: a [`Projection`]
+/// without an error type.
+///
+/// Every `InfallibleProjection` is a [`Projection`] with
+/// [`Error = Infallible`](std::convert::Infallible), through a blanket impl: register it, query
+/// it and save it like any other. The contract is [`Projection`]'s.
+///
+/// (A default `type Error = Infallible` on [`Projection`] would say the same with one trait,
+/// but associated type defaults are not stable Rust.)
+///
+/// # Examples
+///
+/// ```
+/// use es_core::projection::{InfallibleProjection, ProjectionRegistry};
+/// use es_core::RecordedEvent;
+///
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// struct EventCount(u64);
+///
+/// impl InfallibleProjection for EventCount {
+///     const NAME: &'static str = "event-count";
+///     fn apply(&mut self, _event: &RecordedEvent) { self.0 += 1 }
+///     fn reset(&mut self) { self.0 = 0 }
+/// }
+///
+/// let registry = ProjectionRegistry::new().with(EventCount::default())?;
+/// assert_eq!(registry.get::<EventCount>().map(|count| count.0), Some(0));
+/// # Ok::<(), es_core::projection::DuplicateProjection>(())
+/// ```
+pub trait InfallibleProjection:
+    Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The read model's unique, stable name ([`Projection::NAME`]).
+    const NAME: &'static str;
+
+    /// Whether this read model wants `event` ([`Projection::handles`]). The default takes
+    /// every event.
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        let _ = event;
+        true
+    }
+
+    /// Folds `event` into the state.
+    fn apply(&mut self, event: &RecordedEvent);
+
+    /// Forgets every event applied so far, keeping the configuration.
+    fn reset(&mut self);
+}
+
+impl<T: InfallibleProjection> Projection for T {
+    const NAME: &'static str = <T as InfallibleProjection>::NAME;
+    type Error = std::convert::Infallible;
+
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        InfallibleProjection::handles(self, event)
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), Self::Error> {
+        InfallibleProjection::apply(self, event);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        InfallibleProjection::reset(self);
+    }
 }
 
 /// The point in history a temporal query looks at.

@@ -102,14 +102,13 @@ impl Entry {
 /// # Examples
 ///
 /// ```
-/// # use es_core::projection::{Projection, ProjectionRegistry};
+/// # use es_core::projection::{InfallibleProjection, ProjectionRegistry};
 /// # use es_core::RecordedEvent;
 /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 /// # struct Totals(u64);
-/// # impl Projection for Totals {
+/// # impl InfallibleProjection for Totals {
 /// #     const NAME: &'static str = "totals";
-/// #     type Error = std::convert::Infallible;
-/// #     fn apply(&mut self, _: &RecordedEvent) -> Result<(), Self::Error> { self.0 += 1; Ok(()) }
+/// #     fn apply(&mut self, _: &RecordedEvent) { self.0 += 1; }
 /// #     fn reset(&mut self) { self.0 = 0; }
 /// # }
 /// let registry = ProjectionRegistry::new().with(Totals::default())?;

@@ -124,13 +124,12 @@ struct Seen {
     positions: Vec<GlobalPosition>,
 }
 
-impl Projection for Seen {
+/// Infallible: written without an error type.
+impl InfallibleProjection for Seen {
     const NAME: &'static str = "seen";
-    type Error = std::convert::Infallible;
 
-    fn apply(&mut self, event: &RecordedEvent) -> Result<(), Self::Error> {
+    fn apply(&mut self, event: &RecordedEvent) {
         self.positions.push(event.global_position);
-        Ok(())
     }
 
     fn reset(&mut self) {
