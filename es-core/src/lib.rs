@@ -67,6 +67,42 @@ pub mod __private {
         true
     }
 
+    /// A compile-time condition as a type, so a failed check is a trait error with a message
+    /// of its own (`#[diagnostic::on_unimplemented]`) rather than a const-evaluation panic.
+    pub struct Check<const HOLDS: bool>;
+
+    /// Holds when `Previous` has the same `Event::NAME` as `Next`.
+    #[diagnostic::on_unimplemented(
+        message = "`#[event(upcast_from = {Previous})]`: `{Previous}` must be an earlier version of the same event, with the same `Event::NAME` as `{Next}`",
+        label = "`{Previous}` has another event name than `{Next}`",
+        note = "give both structs the same `#[event(name = \"...\")]`, or upcast from an earlier version of `{Next}`"
+    )]
+    pub trait SameEventName<Previous, Next> {}
+
+    impl<Previous, Next> SameEventName<Previous, Next> for Check<true> {}
+
+    /// Holds when `Previous` has a lower `Event::SCHEMA_VERSION` than `Next`.
+    #[diagnostic::on_unimplemented(
+        message = "`#[event(upcast_from = {Previous})]`: `{Previous}` must have a lower `Event::SCHEMA_VERSION` than `{Next}`",
+        label = "`{Previous}` is not an earlier version of `{Next}`",
+        note = "`upcast_from` names the previous version: give `{Previous}` a lower `#[event(version = ...)]` than `{Next}`"
+    )]
+    pub trait EarlierVersion<Previous, Next> {}
+
+    impl<Previous, Next> EarlierVersion<Previous, Next> for Check<true> {}
+
+    /// Compiles only when `C` is `Check<true>` for "`Previous` has `Next`'s event name".
+    pub const fn upcast_from_has_the_same_name<Previous, Next, C: SameEventName<Previous, Next>>() {
+    }
+
+    /// Compiles only when `C` is `Check<true>` for "`Previous` has a lower version".
+    pub const fn upcast_from_has_an_earlier_version<
+        Previous,
+        Next,
+        C: EarlierVersion<Previous, Next>,
+    >() {
+    }
+
     /// FNV-1a, for schema fingerprints computed at compile time.
     #[must_use]
     pub const fn fingerprint(text: &str) -> u64 {

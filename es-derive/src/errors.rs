@@ -36,9 +36,10 @@ impl Errors {
     }
 }
 
-/// The candidate closest to `unknown`, when it is close enough to be a likely typo.
+/// The candidate closest to `unknown`, when it is close enough to be a likely typo, or when
+/// one names a part of the other (`schema_version` for `version`, `enum` for `event_enum`).
 pub(crate) fn did_you_mean<'a>(unknown: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
+    let typo = candidates
         .iter()
         .map(|candidate| (edit_distance(unknown, candidate), *candidate))
         .filter(|(distance, candidate)| {
@@ -46,7 +47,18 @@ pub(crate) fn did_you_mean<'a>(unknown: &str, candidates: &[&'a str]) -> Option<
                 || unknown.len() >= 3 && candidate.starts_with(unknown)
         })
         .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
+        .map(|(_, candidate)| candidate);
+    typo.or_else(|| {
+        let shares_a_word = |longer: &str, shorter: &str| {
+            shorter.len() >= 4 && longer.split('_').any(|word| word == shorter)
+        };
+        candidates
+            .iter()
+            .find(|candidate| {
+                shares_a_word(unknown, candidate) || shares_a_word(candidate, unknown)
+            })
+            .copied()
+    })
 }
 
 /// Levenshtein distance, counting a swap of two neighbours as one edit.
@@ -90,6 +102,16 @@ mod tests {
         assert_eq!(did_you_mean("names", KEYS), Some("name"));
         // serde's spelling of the same idea.
         assert_eq!(did_you_mean("rename", KEYS), Some("name"));
+    }
+
+    #[test]
+    fn suggests_a_key_that_is_one_word_of_the_written_one_or_the_other_way_round() {
+        assert_eq!(did_you_mean("schema_version", KEYS), Some("version"));
+        assert_eq!(did_you_mean("event_name", KEYS), Some("name"));
+        let aggregate = &["name", "events", "snapshot_every", "event_enum"];
+        assert_eq!(did_you_mean("enum", aggregate), Some("event_enum"));
+        assert_eq!(did_you_mean("every", aggregate), Some("snapshot_every"));
+        assert_eq!(did_you_mean("from", KEYS), Some("upcast_from"));
     }
 
     #[test]

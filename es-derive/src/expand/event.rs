@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::valid::{path_text, EventModel};
+use crate::valid::EventModel;
 
 /// The expansion of `#[derive(Event)]`.
 pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
@@ -32,30 +32,30 @@ pub(crate) fn event(model: &EventModel<'_>) -> TokenStream {
         }
     });
 
+    // Each check is a trait bound on `Check<condition>`, so a broken chain reads like any
+    // other compile error (the trait's own message, at the `upcast_from` value), not like a
+    // const-evaluation panic.
     let chain_checks = upcast_from.as_ref().map(|previous| {
-        let written = path_text(previous);
-        let same_name = format!(
-            "`#[event(upcast_from = {written})]`: `{written}` must be an earlier version of the \
-             same event, with the same `Event::NAME` as `{ident}` (\"{name}\")"
-        );
-        let lower_version = format!(
-            "`#[event(upcast_from = {written})]`: `{written}` must have a lower \
-             `Event::SCHEMA_VERSION` than `{ident}` (version {version})"
-        );
         quote_spanned! {previous.span()=>
             const _: () = {
-                ::es_core::__private::core::assert!(
-                    ::es_core::__private::str_eq(
-                        ::es_core::__private::event_info::<#previous>().name,
-                        <#ident as ::es_core::Event>::NAME,
-                    ),
-                    #same_name,
-                );
-                ::es_core::__private::core::assert!(
-                    ::es_core::__private::event_info::<#previous>().version
-                        < <#ident as ::es_core::Event>::SCHEMA_VERSION,
-                    #lower_version,
-                );
+                ::es_core::__private::upcast_from_has_the_same_name::<
+                    #previous,
+                    #ident,
+                    ::es_core::__private::Check<{
+                        ::es_core::__private::str_eq(
+                            ::es_core::__private::event_info::<#previous>().name,
+                            <#ident as ::es_core::Event>::NAME,
+                        )
+                    }>,
+                >();
+                ::es_core::__private::upcast_from_has_an_earlier_version::<
+                    #previous,
+                    #ident,
+                    ::es_core::__private::Check<{
+                        ::es_core::__private::event_info::<#previous>().version
+                            < <#ident as ::es_core::Event>::SCHEMA_VERSION
+                    }>,
+                >();
             };
         }
     });
