@@ -26,13 +26,16 @@ pub use projection::{
     AsOf, CatchUpReport, DuplicateProjection, HistoricalView, InfallibleProjection, Progress,
     Projection, ProjectionError, ProjectionRegistry, RestoreReport,
 };
-pub use repository::{CommandError, Repository, RepositoryError, RetryPolicy, Updated};
+pub use repository::{
+    retry_on_conflict, CommandError, Repository, RepositoryError, RetryPolicy, UnitOfWork, Updated,
+};
 pub use snapshot::{
     NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotLocation,
     SnapshotStore,
 };
 pub use store::{
-    AppendOutcome, Conflict, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
+    AppendOutcome, Conflict, Conflicts, EventStore, ExpectedVersion, InMemory, StoreError,
+    StreamBatch, VersionRange,
 };
 pub use subscription::{EventFilter, Subscribe, Subscription, SubscriptionStats};
 pub use types::{GlobalPosition, ParseTimestampError, StreamId, Timestamp, Version};

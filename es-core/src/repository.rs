@@ -17,8 +17,10 @@ use crate::store::{
 use crate::types::{StreamId, Timestamp, Version};
 
 mod retry;
+mod unit_of_work;
 
 pub use retry::RetryPolicy;
+pub use unit_of_work::{retry_on_conflict, UnitOfWork};
 
 /// Loading or saving an aggregate failed.
 #[derive(Debug, thiserror::Error)]

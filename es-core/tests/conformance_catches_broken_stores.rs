@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use es_core::testing::conformance;
 use es_core::{
-    AppendOutcome, EventStore, ExpectedVersion, GlobalPosition, InMemory, ManualClock, NewEvent,
-    ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError, StreamId,
-    Timestamp, Version, VersionRange,
+    AppendOutcome, Conflicts, EventStore, ExpectedVersion, GlobalPosition, InMemory, ManualClock,
+    NewEvent, ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError,
+    StreamBatch, StreamId, Timestamp, Version, VersionRange,
 };
 use tokio::sync::Barrier;
 
@@ -50,6 +50,11 @@ enum Bug {
     KeepsFirstProjection,
     /// The version check and the write are not one atomic step.
     CheckThenWrite,
+    /// A multi-stream append writes its batches one by one: a conflict on a later stream
+    /// leaves the earlier ones written.
+    MultiStreamOneByOne,
+    /// A multi-stream conflict names only the first stream that failed.
+    MultiStreamFirstConflictOnly,
 }
 
 /// The in-memory store with one [`Bug`].
@@ -160,6 +165,48 @@ impl EventStore for Broken {
                     _ => {}
                 }
                 Err(StoreError::Conflict(conflict))
+            }
+            other => other,
+        }
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        if self.bug == Bug::MultiStreamOneByOne {
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches {
+                match self
+                    .append(&batch.stream, batch.expected, batch.events)
+                    .await
+                {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(StoreError::Conflict(conflict)) => {
+                        return Err(Conflicts::new(vec![conflict]).unwrap().into())
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            return Ok(outcomes);
+        }
+        let streams: Vec<StreamId> = batches.iter().map(|b| b.stream.clone()).collect();
+        let keyed = batches
+            .into_iter()
+            .map(|b| StreamBatch::new(self.key(&b.stream), b.expected, b.events))
+            .collect();
+        match self.inner.append_streams(keyed).await {
+            Err(StoreError::Conflicts(conflicts)) => {
+                let mut conflicts = conflicts.into_vec();
+                for conflict in &mut conflicts {
+                    if let Some(stream) = streams.iter().find(|s| self.key(s) == conflict.stream) {
+                        conflict.stream = stream.clone();
+                    }
+                }
+                if self.bug == Bug::MultiStreamFirstConflictOnly {
+                    conflicts.truncate(1);
+                }
+                Err(Conflicts::new(conflicts).unwrap().into())
             }
             other => other,
         }
@@ -323,4 +370,10 @@ caught! {
     checking_then_writing_in_two_steps: CheckThenWrite
         by racing_appends_with_the_same_expected_version_have_one_winner
         saying "exactly one must win";
+    a_multi_stream_append_written_stream_by_stream: MultiStreamOneByOne
+        by multi_stream_conflict_on_one_stream_writes_nothing
+        saying "a multi-stream append with a failed check must write nothing";
+    a_multi_stream_conflict_naming_one_stream: MultiStreamFirstConflictOnly
+        by multi_stream_conflict_on_one_stream_writes_nothing
+        saying "must name every stream that failed";
 }

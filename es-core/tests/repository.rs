@@ -10,8 +10,8 @@ use std::time::Duration;
 use es_core::{
     AggregateRoot, AppendOutcome, CodecId, CommandError, EventStore, ExpectedVersion,
     GlobalPosition, InMemory, ManualClock, Metadata, NewEvent, RecordedEvent, Repository,
-    RepositoryError, RetryPolicy, SnapshotLocation, StoreError, StreamId, Timestamp, Version,
-    VersionRange,
+    RepositoryError, RetryPolicy, SnapshotLocation, StoreError, StreamBatch, StreamId, Timestamp,
+    Version, VersionRange,
 };
 use support::{deposited, opened, withdrawn, Account, AccountError, DepositedV1};
 use uuid::Uuid;
@@ -191,6 +191,13 @@ impl EventStore for Interfering {
                 .await?;
         }
         self.inner.append(stream, expected, events).await
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.append_streams(batches).await
     }
 
     async fn read_stream(

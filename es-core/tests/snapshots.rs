@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use es_core::{
     Aggregate, AppendOutcome, Clock, CodecId, EventStore, ExpectedVersion, GlobalPosition,
     InMemory, ManualClock, NewEvent, RecordedEvent, Repository, Snapshot, SnapshotStore,
-    StoreError, StreamId, Timestamp, Version, VersionRange,
+    StoreError, StreamBatch, StreamId, Timestamp, Version, VersionRange,
 };
 use support::{Account, SNAPSHOT_EVERY};
 
@@ -44,6 +44,13 @@ impl EventStore for Counting {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         self.inner.append(stream, expected, events).await
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.append_streams(batches).await
     }
 
     async fn read_stream(

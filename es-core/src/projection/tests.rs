@@ -12,7 +12,7 @@ use crate::codec::CodecId;
 use crate::event::{DecodeError, EventSet, NewEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection};
 use crate::store::{
-    AppendOutcome, EventStore, ExpectedVersion, InMemory, StoreError, VersionRange,
+    AppendOutcome, EventStore, ExpectedVersion, InMemory, StoreError, StreamBatch, VersionRange,
 };
 use crate::types::StreamId;
 
@@ -603,6 +603,13 @@ impl EventStore for Lagging {
         self.inner.append(stream, expected, events).await
     }
 
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.append_streams(batches).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -817,6 +824,13 @@ impl EventStore for Rewritten {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         self.inner.append(stream, expected, events).await
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.inner.append_streams(batches).await
     }
 
     async fn read_stream(

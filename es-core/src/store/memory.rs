@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
-use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::store::{
+    check_stream_batches, AppendOutcome, Conflicts, EventStore, ExpectedVersion, StoreError,
+    StreamBatch, VersionRange,
+};
 use crate::subscription::{
     EventFilter, LogPage, PageFuture, PageSource, Subscribe, Subscription, SubscriptionStats,
     Wakeups, SCAN_WINDOW,
@@ -85,34 +88,36 @@ impl InMemory {
     }
 }
 
-impl EventStore for InMemory {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
-        let mut inner = self.lock();
-        let indexes = inner.streams.get(stream);
-        let current = indexes.map(|indexes| Version(indexes.len() as u64));
-        expected.check(stream, current)?;
-        // Read the clock under the lock that orders the log, and never stamp an event earlier
-        // than its stream's last one (the clock may step back), so a stream's times run with
-        // its versions and `read_stream_until` never returns a stream with a hole.
-        let last_time = indexes
-            .and_then(|indexes| indexes.last())
-            .map_or(Timestamp::EPOCH, |&i| inner.log[i].recorded_at);
-        let now = self.clock.now().max(last_time);
+impl Inner {
+    /// The last version of `stream` (`None`: no events).
+    fn current(&self, stream: &StreamId) -> Option<Version> {
+        self.streams
+            .get(stream)
+            .map(|indexes| Version(indexes.len() as u64))
+    }
 
+    /// The time of the last event of `stream` ([`Timestamp::EPOCH`] for none).
+    fn last_time(&self, stream: &StreamId) -> Timestamp {
+        self.streams
+            .get(stream)
+            .and_then(|indexes| indexes.last())
+            .map_or(Timestamp::EPOCH, |&i| self.log[i].recorded_at)
+    }
+
+    /// Appends `events` (checked already) to `stream`, which is at `current`, stamped `now`.
+    fn push(
+        &mut self,
+        stream: &StreamId,
+        current: Option<Version>,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> AppendOutcome {
         let mut version = current.unwrap_or(Version::INITIAL);
         let mut indexes = Vec::with_capacity(events.len());
         for event in events {
             version = version.next();
-            let index = inner.log.len();
-            inner.log.push(RecordedEvent {
+            let index = self.log.len();
+            self.log.push(RecordedEvent {
                 event_id: event.event_id,
                 stream: stream.clone(),
                 version,
@@ -126,15 +131,71 @@ impl EventStore for InMemory {
             });
             indexes.push(index);
         }
-        inner
-            .streams
+        self.streams
             .entry(stream.clone())
             .or_default()
             .extend(indexes);
-        let position = GlobalPosition(inner.log.len() as u64);
+        AppendOutcome {
+            version,
+            position: GlobalPosition(self.log.len() as u64),
+        }
+    }
+}
+
+impl EventStore for InMemory {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let mut inner = self.lock();
+        let current = inner.current(stream);
+        expected.check(stream, current)?;
+        // Read the clock under the lock that orders the log, and never stamp an event earlier
+        // than its stream's last one (the clock may step back), so a stream's times run with
+        // its versions and `read_stream_until` never returns a stream with a hole.
+        let now = self.clock.now().max(inner.last_time(stream));
+        let outcome = inner.push(stream, current, events, now);
         drop(inner);
         self.wakeups.wake();
-        Ok(AppendOutcome { version, position })
+        Ok(outcome)
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        check_stream_batches(&batches)?;
+        let mut inner = self.lock();
+        // Every stream is checked before anything is pushed, under the one lock: all or none.
+        let currents: Vec<Option<Version>> = batches
+            .iter()
+            .map(|batch| inner.current(&batch.stream))
+            .collect();
+        let conflicts = batches
+            .iter()
+            .zip(&currents)
+            .filter_map(|(batch, &current)| batch.expected.check(&batch.stream, current).err())
+            .collect();
+        if let Some(conflicts) = Conflicts::new(conflicts) {
+            return Err(conflicts.into());
+        }
+        let now = batches
+            .iter()
+            .map(|batch| inner.last_time(&batch.stream))
+            .fold(self.clock.now(), Timestamp::max);
+        let outcomes = batches
+            .into_iter()
+            .zip(currents)
+            .map(|(batch, current)| inner.push(&batch.stream, current, batch.events, now))
+            .collect();
+        drop(inner);
+        self.wakeups.wake();
+        Ok(outcomes)
     }
 
     async fn read_stream(

@@ -90,6 +90,108 @@ pub struct Conflict {
     pub actual: Option<Version>,
 }
 
+/// A multi-stream append was rejected because one or more of its streams was not at the
+/// expected version. Nothing of any stream was written.
+///
+/// Every stream whose expectation failed is named, in the order the append listed them, so a
+/// caller can reload exactly those aggregates.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("version conflict on {} of the streams appended to together: {}", .0.len(), ConflictList(.0))]
+pub struct Conflicts(Vec<Conflict>);
+
+impl Conflicts {
+    /// The conflicts, at least one, in the order the append listed their streams.
+    #[must_use]
+    pub fn new(conflicts: Vec<Conflict>) -> Option<Self> {
+        (!conflicts.is_empty()).then_some(Conflicts(conflicts))
+    }
+
+    /// Every conflict, in the order the append listed their streams.
+    #[must_use]
+    pub fn as_slice(&self) -> &[Conflict] {
+        &self.0
+    }
+
+    /// The conflicts as a vector.
+    #[must_use]
+    pub fn into_vec(self) -> Vec<Conflict> {
+        self.0
+    }
+
+    /// The conflict on `stream`, if that stream failed its check.
+    #[must_use]
+    pub fn on(&self, stream: &StreamId) -> Option<&Conflict> {
+        self.0.iter().find(|conflict| &conflict.stream == stream)
+    }
+}
+
+/// Displays conflicts separated by `; `.
+struct ConflictList<'a>(&'a [Conflict]);
+
+impl fmt::Display for ConflictList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, conflict) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            let actual = match conflict.actual {
+                Some(version) => format!("version {version}"),
+                None => "no stream".to_owned(),
+            };
+            write!(
+                f,
+                "`{}` expected {}, found {actual}",
+                conflict.stream, conflict.expected
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One stream's part of a multi-stream append ([`EventStore::append_streams`]): the stream,
+/// the version it must be at, and the events to add to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamBatch {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The version the stream must be at.
+    pub expected: ExpectedVersion,
+    /// The events, in order (at least one).
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamBatch {
+    /// The batch `events` for `stream`, which must be at `expected`.
+    #[must_use]
+    pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        StreamBatch {
+            stream,
+            expected,
+            events,
+        }
+    }
+}
+
+/// Checks the shape of a multi-stream append before a store looks at its data: at least one
+/// batch, no empty batch, no stream twice.
+///
+/// # Errors
+/// [`StoreError::EmptyAppend`] and [`StoreError::DuplicateStream`].
+pub fn check_stream_batches(batches: &[StreamBatch]) -> Result<(), StoreError> {
+    if batches.is_empty() || batches.iter().any(|batch| batch.events.is_empty()) {
+        return Err(StoreError::EmptyAppend);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(batches.len());
+    for batch in batches {
+        if !seen.insert(&batch.stream) {
+            return Err(StoreError::DuplicateStream {
+                stream: batch.stream.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What an append wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendOutcome {
@@ -151,9 +253,20 @@ pub enum StoreError {
     /// The stream was not at the expected version; nothing was written.
     #[error(transparent)]
     Conflict(#[from] Conflict),
-    /// An append was given no events.
+    /// Streams of a multi-stream append were not at their expected versions; nothing of any
+    /// stream was written.
+    #[error(transparent)]
+    Conflicts(#[from] Conflicts),
+    /// An append was given no events (or a multi-stream append no streams, or a stream with
+    /// no events).
     #[error("an append needs at least one event")]
     EmptyAppend,
+    /// A multi-stream append named the same stream twice.
+    #[error("stream `{stream}` appears twice in one multi-stream append; give it one batch")]
+    DuplicateStream {
+        /// The stream named twice.
+        stream: StreamId,
+    },
     /// The file or database is not an event store of this framework.
     #[error("`{location}` is not an event store: {reason}")]
     NotAStore {
@@ -196,10 +309,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether this is a version conflict (retrying with a reloaded aggregate may succeed).
+    /// Whether this is a version conflict, of a single-stream or a multi-stream append
+    /// (retrying with reloaded aggregates may succeed).
     #[must_use]
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict(_))
+        matches!(self, StoreError::Conflict(_) | StoreError::Conflicts(_))
+    }
+
+    /// Every stream conflict this error carries: one for [`StoreError::Conflict`], each
+    /// failed stream for [`StoreError::Conflicts`], none otherwise.
+    #[must_use]
+    pub fn conflicts(&self) -> &[Conflict] {
+        match self {
+            StoreError::Conflict(conflict) => std::slice::from_ref(conflict),
+            StoreError::Conflicts(conflicts) => conflicts.as_slice(),
+            _ => &[],
+        }
     }
 
     /// The conflict, if this is one.
@@ -245,6 +370,19 @@ impl StoreError {
 ///    (for durable stores).
 /// 7. **Stored bytes are returned unchanged**: event id, type, schema version, codec, payload
 ///    and metadata read back exactly as appended.
+/// 8. **Multi-stream appends.** `append_streams` appends to several streams in one atomic
+///    step, each stream checked against its own expected version: either every batch is
+///    written or none is, also across a crash. When any check fails it returns
+///    [`StoreError::Conflicts`] naming *every* stream that failed, with its expected and actual
+///    versions, and writes nothing. Its events take one contiguous run of the global order:
+///    the batches in the order given, each batch's events in order, and no event of any other
+///    append between its first and its last event. All of them get the same `recorded_at`
+///    (the clock's time, raised to the latest last time of the streams). Readers
+///    (`read_stream`, `read_all`, and everything built on them) see all of it or none of it.
+///    Of concurrent multi-stream appends whose stream sets overlap, at most one succeeds per
+///    version of a shared stream, and they never deadlock. No batches, a batch of no events
+///    ([`StoreError::EmptyAppend`]) and a stream named twice ([`StoreError::DuplicateStream`])
+///    are rejected before anything is checked.
 pub trait EventStore: Send + Sync {
     /// Appends `events` to `stream` if the stream is at `expected`.
     fn append(
@@ -253,6 +391,19 @@ pub trait EventStore: Send + Sync {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// Appends each batch to its stream if every stream is at its expected version, all in one
+    /// atomic step (contract sentence 8). Returns one [`AppendOutcome`] per batch, in the
+    /// order given; the last one's position is that of the append's last event.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflicts`] naming every stream not at its expected version (nothing is
+    /// written), [`StoreError::EmptyAppend`], [`StoreError::DuplicateStream`], and the
+    /// store's own failures as for [`EventStore::append`].
+    fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> impl Future<Output = Result<Vec<AppendOutcome>, StoreError>> + Send;
 
     /// The events of `stream` whose versions lie in `range`, in version order. A stream with no
     /// events reads as empty.
@@ -304,6 +455,13 @@ macro_rules! forward_event_store {
                 events: Vec<NewEvent>,
             ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
                 (**self).append(stream, expected, events)
+            }
+
+            fn append_streams(
+                &self,
+                batches: Vec<StreamBatch>,
+            ) -> impl Future<Output = Result<Vec<AppendOutcome>, StoreError>> + Send {
+                (**self).append_streams(batches)
             }
 
             fn read_stream(

@@ -7,8 +7,8 @@ use anyhow::{bail, Context as _};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
     AppendOutcome, EventStore, ExpectedVersion, GlobalPosition, InMemory, NewEvent,
-    ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError, StreamId,
-    Timestamp, VersionRange,
+    ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError,
+    StreamBatch, StreamId, Timestamp, VersionRange,
 };
 
 #[cfg(feature = "postgres")]
@@ -114,6 +114,13 @@ impl EventStore for AnyStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         delegate!(self, store => store.append(stream, expected, events).await)
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        delegate!(self, store => store.append_streams(batches).await)
     }
 
     async fn read_stream(

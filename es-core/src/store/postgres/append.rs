@@ -1,6 +1,7 @@
 //! The append transaction: one network round trip that locks the stream, checks the expected
 //! version, inserts the whole batch and commits.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::Object;
@@ -12,7 +13,10 @@ use super::rows::{check_text, to_bigint, Batch};
 use super::schema::lock_key;
 use super::Shared;
 use crate::event::NewEvent;
-use crate::store::{AppendOutcome, Conflict, ExpectedVersion, StoreError};
+use crate::store::{
+    check_stream_batches, AppendOutcome, Conflict, Conflicts, ExpectedVersion, StoreError,
+    StreamBatch,
+};
 use crate::types::{GlobalPosition, StreamId, Version};
 
 /// How an append's transaction ends. Test support for the gap-safety and connection-loss
@@ -106,12 +110,15 @@ impl Request<'_> {
         commit_now: bool,
     ) -> Result<Replies, tokio_postgres::Error> {
         let sql = &store.sql;
-        let (lock_stream, mark_in_flight, insert, stream_version) = tokio::try_join!(
-            client.prepare_cached(&sql.lock_stream),
-            client.prepare_cached(&sql.mark_in_flight),
-            client.prepare_cached(&sql.append),
-            client.prepare_cached(&sql.stream_version),
-        )?;
+        let (lock_stream, mark_in_flight, lock_positions, insert, unlock_positions, stream_version) =
+            tokio::try_join!(
+                client.prepare_cached(&sql.lock_stream),
+                client.prepare_cached(&sql.mark_in_flight),
+                client.prepare_cached(&sql.lock_positions),
+                client.prepare_cached(&sql.append),
+                client.prepare_cached(&sql.unlock_positions),
+                client.prepare_cached(&sql.stream_version),
+            )?;
         let batch = &self.batch;
         let insert_params: [&(dyn ToSql + Sync); 11] = [
             &self.aggregate_type,
@@ -129,13 +136,26 @@ impl Request<'_> {
         let stream_params: [&(dyn ToSql + Sync); 2] = [&self.aggregate_type, &self.aggregate_id];
         let stream_key: [&(dyn ToSql + Sync); 1] = [&self.stream_key];
         let in_flight_tag: [&(dyn ToSql + Sync); 1] = [&store.in_flight_tag];
-        let (begun, stream_locked, marked, inserted, current, notified, committed) = tokio::join!(
+        let positions_key: [&(dyn ToSql + Sync); 1] = [&store.positions_key];
+        let (
+            begun,
+            stream_locked,
+            marked,
+            positions_locked,
+            inserted,
+            positions_unlocked,
+            current,
+            notified,
+            committed,
+        ) = tokio::join!(
             // READ COMMITTED whatever the server's default, so the insert (a statement
             // started after the stream lock is held) sees the commit it waited for.
             client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
             client.execute(&lock_stream, &stream_key),
             client.execute(&mark_in_flight, &in_flight_tag),
+            client.execute(&lock_positions, &positions_key),
             client.query(&insert, &insert_params),
+            client.execute(&unlock_positions, &positions_key),
             client.query_one(&stream_version, &stream_params),
             // Wakes the subscriptions when (and only if) the transaction commits.
             client.batch_execute(&sql.notify),
@@ -152,7 +172,9 @@ impl Request<'_> {
         begun?;
         stream_locked?;
         marked?;
+        positions_locked?;
         let rows = inserted?;
+        positions_unlocked?;
         let current: Option<i64> = current?.try_get(0)?;
         notified?;
         committed?;
@@ -277,4 +299,260 @@ fn conflict(stream: &StreamId, expected: ExpectedVersion, actual: Option<Version
 struct InsertCount {
     expected: usize,
     inserted: usize,
+}
+
+/// A multi-stream append's values: one array per column, bound to the pipeline's statements.
+struct StreamsRequest {
+    /// The stream lock keys, ascending, without repeats: the locking order.
+    lock_keys: Vec<i64>,
+    aggregate_types: Vec<String>,
+    aggregate_ids: Vec<String>,
+    kinds: Vec<i16>,
+    exacts: Vec<i64>,
+    recorded_at: i64,
+    /// Each event's stream, as a 1-based index into the stream arrays.
+    event_streams: Vec<i64>,
+    /// Each event's place in its stream's batch, from 1.
+    places: Vec<i64>,
+    batch: Batch,
+}
+
+/// What the multi-stream pipeline answered.
+struct StreamsReplies {
+    /// `global_position, aggregate_type, aggregate_id, version` of each inserted row; none
+    /// when a check failed.
+    rows: Vec<Row>,
+    /// Each stream's last version after the insert (before it, when nothing was inserted).
+    currents: Vec<Option<Version>>,
+}
+
+impl StreamsRequest {
+    fn new(store: &Shared, batches: Vec<StreamBatch>) -> Result<Self, StoreError> {
+        let streams = batches.len();
+        let events: usize = batches.iter().map(|batch| batch.events.len()).sum();
+        let mut request = StreamsRequest {
+            lock_keys: Vec::with_capacity(streams),
+            aggregate_types: Vec::with_capacity(streams),
+            aggregate_ids: Vec::with_capacity(streams),
+            kinds: Vec::with_capacity(streams),
+            exacts: Vec::with_capacity(streams),
+            recorded_at: store.clock.now().as_micros(),
+            event_streams: Vec::with_capacity(events),
+            places: Vec::with_capacity(events),
+            batch: Batch::new(Vec::new())?,
+        };
+        let mut all_events = Vec::with_capacity(events);
+        for (number, batch) in (1_i64..).zip(batches) {
+            let stream = &batch.stream;
+            check_text("aggregate type", stream.aggregate_type())?;
+            check_text("aggregate id", stream.aggregate_id())?;
+            request.lock_keys.push(lock_key(&[
+                "stream",
+                store.schema.as_str(),
+                stream.aggregate_type(),
+                stream.aggregate_id(),
+            ]));
+            let (kind, exact) = expectation(batch.expected);
+            request.kinds.push(kind);
+            request.exacts.push(exact);
+            request
+                .aggregate_types
+                .push(stream.aggregate_type().to_owned());
+            request.aggregate_ids.push(stream.aggregate_id().to_owned());
+            for place in (1_i64..).take(batch.events.len()) {
+                request.event_streams.push(number);
+                request.places.push(place);
+            }
+            all_events.extend(batch.events);
+        }
+        // One global order for every appender: no two of them hold a key each while waiting
+        // for the other's. (Two streams may share a key; locking it once is enough.)
+        request.lock_keys.sort_unstable();
+        request.lock_keys.dedup();
+        request.batch = Batch::new(all_events)?;
+        Ok(request)
+    }
+
+    /// Sends the whole transaction, `COMMIT` included, as one pipeline (see
+    /// [`Request::run`]).
+    async fn run(
+        &self,
+        client: &Object,
+        store: &Shared,
+    ) -> Result<StreamsReplies, tokio_postgres::Error> {
+        let sql = &store.sql;
+        let (lock_streams, mark_in_flight, lock_positions, insert, unlock_positions, versions) = tokio::try_join!(
+            client.prepare_cached(&sql.lock_streams),
+            client.prepare_cached(&sql.mark_in_flight),
+            client.prepare_cached(&sql.lock_positions),
+            client.prepare_cached(&sql.append_streams),
+            client.prepare_cached(&sql.unlock_positions),
+            client.prepare_cached(&sql.stream_versions),
+        )?;
+        let batch = &self.batch;
+        let insert_params: [&(dyn ToSql + Sync); 13] = [
+            &self.aggregate_types,
+            &self.aggregate_ids,
+            &self.kinds,
+            &self.exacts,
+            &self.recorded_at,
+            &self.event_streams,
+            &self.places,
+            &batch.event_ids,
+            &batch.event_types,
+            &batch.schema_versions,
+            &batch.codecs,
+            &batch.payloads,
+            &batch.metadata,
+        ];
+        let lock_keys: [&(dyn ToSql + Sync); 1] = [&self.lock_keys];
+        let streams: [&(dyn ToSql + Sync); 2] = [&self.aggregate_types, &self.aggregate_ids];
+        let in_flight_tag: [&(dyn ToSql + Sync); 1] = [&store.in_flight_tag];
+        let positions_key: [&(dyn ToSql + Sync); 1] = [&store.positions_key];
+        let (
+            begun,
+            streams_locked,
+            marked,
+            positions_locked,
+            inserted,
+            positions_unlocked,
+            currents,
+            notified,
+            committed,
+        ) = tokio::join!(
+            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+            client.execute(&lock_streams, &lock_keys),
+            client.execute(&mark_in_flight, &in_flight_tag),
+            client.execute(&lock_positions, &positions_key),
+            client.query(&insert, &insert_params),
+            client.execute(&unlock_positions, &positions_key),
+            client.query(&versions, &streams),
+            // Wakes the subscriptions when (and only if) the transaction commits.
+            client.batch_execute(&sql.notify),
+            client.batch_execute("COMMIT"),
+        );
+        begun?;
+        streams_locked?;
+        marked?;
+        positions_locked?;
+        let rows = inserted?;
+        positions_unlocked?;
+        let currents = currents?
+            .iter()
+            .map(|row| {
+                let version: Option<i64> = row.try_get(0)?;
+                Ok(version.map(|version| Version(version.max(0) as u64)))
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        notified?;
+        committed?;
+        Ok(StreamsReplies { rows, currents })
+    }
+}
+
+/// Appends every batch to its stream, all or none; see the module docs of `postgres`.
+pub(super) async fn append_streams(
+    store: &Shared,
+    batches: Vec<StreamBatch>,
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    check_stream_batches(&batches)?;
+    let targets: Vec<(StreamId, ExpectedVersion, usize)> = batches
+        .iter()
+        .map(|batch| (batch.stream.clone(), batch.expected, batch.events.len()))
+        .collect();
+    let request = StreamsRequest::new(store, batches)?;
+
+    let checkout = Checkout {
+        client: Some(store.pool.get().await.map_err(pool_error)?),
+    };
+    let replies = match request.run(checkout.client(), store).await {
+        Ok(replies) => replies,
+        Err(error) if is_write_conflict(&error) => {
+            // Another writer bypassed the stream locks: report the streams' versions now.
+            drop(checkout);
+            let mut currents = Vec::with_capacity(targets.len());
+            for (stream, _, _) in &targets {
+                currents.push(store.stream_version(stream).await?);
+            }
+            return Err(streams_conflict(&targets, &currents));
+        }
+        Err(error) => return Err(query_error(error)),
+    };
+    checkout.release();
+
+    if replies.rows.is_empty() {
+        return Err(streams_conflict(&targets, &replies.currents));
+    }
+    streams_outcomes(&targets, &replies.rows)
+}
+
+/// The conflicts of the streams whose expectations `currents` does not satisfy. If every
+/// stream satisfies it by now (a writer that bypassed the stream locks made the insert fail
+/// with a unique violation, then its own transaction settled), which stream was written
+/// behind the locks is unknown, so every stream is named.
+fn streams_conflict(
+    targets: &[(StreamId, ExpectedVersion, usize)],
+    currents: &[Option<Version>],
+) -> StoreError {
+    let all: Vec<Conflict> = targets
+        .iter()
+        .zip(currents.iter().copied().chain(std::iter::repeat(None)))
+        .map(|((stream, expected, _), actual)| Conflict {
+            stream: stream.clone(),
+            expected: *expected,
+            actual,
+        })
+        .collect();
+    let failed: Vec<Conflict> = all
+        .iter()
+        .filter(|conflict| !conflict.expected.is_satisfied_by(conflict.actual))
+        .cloned()
+        .collect();
+    let conflicts = if failed.is_empty() { all } else { failed };
+    match Conflicts::new(conflicts) {
+        Some(conflicts) => StoreError::Conflicts(conflicts),
+        None => StoreError::EmptyAppend,
+    }
+}
+
+/// Each batch's outcome, in the caller's order, from the rows the insert returned.
+fn streams_outcomes(
+    targets: &[(StreamId, ExpectedVersion, usize)],
+    rows: &[Row],
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let expected_rows: usize = targets.iter().map(|(_, _, count)| count).sum();
+    if rows.len() != expected_rows {
+        return Err(StoreError::backend(InsertCount {
+            expected: expected_rows,
+            inserted: rows.len(),
+        }));
+    }
+    let index: HashMap<(&str, &str), usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (stream, _, _))| ((stream.aggregate_type(), stream.aggregate_id()), i))
+        .collect();
+    let mut outcomes = vec![
+        AppendOutcome {
+            version: Version::INITIAL,
+            position: GlobalPosition::START,
+        };
+        targets.len()
+    ];
+    for row in rows {
+        let position: i64 = row.try_get(0).map_err(query_error)?;
+        let aggregate_type: &str = row.try_get(1).map_err(query_error)?;
+        let aggregate_id: &str = row.try_get(2).map_err(query_error)?;
+        let version: i64 = row.try_get(3).map_err(query_error)?;
+        let Some(&i) = index.get(&(aggregate_type, aggregate_id)) else {
+            return Err(StoreError::backend(InsertCount {
+                expected: expected_rows,
+                inserted: rows.len(),
+            }));
+        };
+        let outcome = &mut outcomes[i];
+        outcome.version = outcome.version.max(Version(version as u64));
+        outcome.position = outcome.position.max(GlobalPosition(position as u64));
+    }
+    Ok(outcomes)
 }

@@ -35,7 +35,19 @@
 //! expected version and writes the whole batch, or nothing; `COMMIT`. A version mismatch
 //! inserts no row and comes back as a typed [`Conflict`](crate::Conflict) with the actual
 //! version read under the same lock. A unique violation (a writer that bypassed the stream
-//! lock) is also reported as a conflict, never as a raw database error.
+//! lock) is also reported as a conflict, never as a raw database error. The insert runs
+//! under a short session-level advisory lock of the store (taken right before it, released
+//! right after it in the same pipeline), so the positions of one append are never
+//! interleaved with another's: each append's events form one contiguous run of the global
+//! order. Any failure closes the connection, which also frees that lock.
+//!
+//! A multi-stream append ([`EventStore::append_streams`]) is the same pipeline over several
+//! streams: it takes the streams' locks in ascending order of their keys, in one statement
+//! (two such appends with overlapping streams therefore never wait on each other in a cycle:
+//! no deadlock), marks itself in flight, and runs one `INSERT` that checks every stream's
+//! expected version and writes every batch, or nothing. When nothing was written, the
+//! streams' versions, read under the same locks, name every stream that failed in a
+//! [`Conflicts`](crate::Conflicts). One transaction: readers see all of it or none of it.
 //!
 //! # Why reads are gap-safe
 //!
@@ -75,7 +87,9 @@ use tokio_postgres::NoTls;
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
-use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::store::{
+    AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
+};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 mod append;
@@ -208,6 +222,8 @@ struct Shared {
     /// takes it.
     in_flight_tag: i32,
     subscriptions: Arc<Subscriptions>,
+    /// The key of the session lock an insert holds while it takes positions.
+    positions_key: i64,
 }
 
 impl fmt::Debug for Postgres {
@@ -286,6 +302,7 @@ impl Postgres {
                 // The low 32 bits of a key derived from the schema name: truncation intended.
                 #[allow(clippy::cast_possible_truncation)]
                 in_flight_tag: lock_key(&["in flight", schema.as_str()]) as i32,
+                positions_key: lock_key(&["positions", schema.as_str()]),
                 sql: Sql::new(&schema, &subscriptions.channel),
                 schema,
                 clock: options.clock,
@@ -405,6 +422,13 @@ impl EventStore for Postgres {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         append::append(&self.shared, stream, expected, events, AppendEnding::Commit).await
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        append::append_streams(&self.shared, batches).await
     }
 
     async fn read_stream(

@@ -91,6 +91,19 @@ pub(super) const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggrega
 pub(super) struct Sql {
     /// `$1` stream lock key: serializes appends to one stream until commit.
     pub lock_stream: String,
+    /// `$1` sorted stream lock keys: locks every stream of a multi-stream append, in the
+    /// array's order (ascending), so two such appends never wait on each other in a cycle.
+    pub lock_streams: String,
+    /// `$1` positions key: the session lock that makes one insert at a time take positions,
+    /// so each append's events get one contiguous run of the global order.
+    pub lock_positions: String,
+    /// `$1` positions key: releases [`Sql::lock_positions`].
+    pub unlock_positions: String,
+    /// Checks every stream's expected version and inserts every batch of a multi-stream
+    /// append, or nothing; returns `global_position, aggregate_type, aggregate_id, version`.
+    pub append_streams: String,
+    /// `$1, $2` aggregate types and ids: each stream's last version (or NULL), in order.
+    pub stream_versions: String,
     /// `$1` in-flight tag: takes the shared lock that marks this transaction as holding
     /// positions from the next one the sequence hands out (see the module docs).
     pub mark_in_flight: String,
@@ -137,6 +150,14 @@ impl Sql {
         );
         Sql {
             lock_stream: "SELECT pg_advisory_xact_lock($1)".to_owned(),
+            // `unnest` yields the keys in array order and the aggregate calls the lock
+            // function row by row as they come.
+            lock_streams: "SELECT count(pg_advisory_xact_lock(key)) FROM unnest($1::bigint[]) AS key"
+                .to_owned(),
+            lock_positions: "SELECT pg_advisory_lock($1)".to_owned(),
+            unlock_positions: "SELECT pg_advisory_unlock($1)".to_owned(),
+            append_streams: append_streams(&s),
+            stream_versions: stream_versions(&s),
             // Reads the next position, then locks on its low 32 bits: the lock is visible to
             // readers before this transaction takes any position, and its positions are at
             // least the one locked on.
@@ -247,6 +268,68 @@ fn read_page_sql(s: &str) -> String {
            AND (cardinality($4::text[]) = 0 OR event_type = ANY($4::text[]))
          ORDER BY global_position
          LIMIT $5"
+    )
+}
+
+/// The multi-stream insert (see [`Sql::append_streams`]) for the tables in `s` (quoted).
+///
+/// `$1..$4` one element per stream: aggregate type, id, expectation kind (as in `append`) and
+/// exact version; `$5` the clock's time; `$6` each event's stream (1-based index into `$1`),
+/// `$7` its place in its stream's batch (from 1), and `$8..$13` its columns. One time for the
+/// whole append: the clock's, raised to the latest last time of the streams. Nothing is
+/// inserted unless every check holds.
+fn append_streams(s: &str) -> String {
+    format!(
+        "WITH streams AS (
+             SELECT requested.number, requested.aggregate_type, requested.aggregate_id,
+                 requested.kind, requested.exact, last.version, last.recorded_at
+             FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[])
+                 WITH ORDINALITY
+                 AS requested(aggregate_type, aggregate_id, kind, exact, number)
+             LEFT JOIN LATERAL (
+                 SELECT version, recorded_at FROM {s}.events
+                 WHERE aggregate_type = requested.aggregate_type
+                   AND aggregate_id = requested.aggregate_id
+                 ORDER BY version DESC LIMIT 1
+             ) AS last ON true
+         ), checked AS (
+             SELECT bool_and(CASE kind
+                     WHEN 0 THEN true
+                     WHEN 1 THEN version IS NULL
+                     WHEN 2 THEN version IS NOT NULL
+                     ELSE COALESCE(version, 0) = exact
+                 END) AS holds,
+                 GREATEST($5::bigint, max(recorded_at)) AS recorded_at
+             FROM streams
+         )
+         INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id,
+             event_type, schema_version, codec, payload, metadata, recorded_at)
+         SELECT streams.aggregate_type, streams.aggregate_id,
+             COALESCE(streams.version, 0) + batch.place, batch.event_id,
+             batch.event_type, batch.schema_version, batch.codec, batch.payload,
+             batch.metadata::json, checked.recorded_at
+         FROM checked,
+             unnest($6::bigint[], $7::bigint[], $8::uuid[], $9::text[], $10::bigint[],
+                 $11::smallint[], $12::bytea[], $13::text[])
+             WITH ORDINALITY
+             AS batch(stream, place, event_id, event_type, schema_version, codec,
+                 payload, metadata, ordinality)
+         JOIN streams ON streams.number = batch.stream
+         WHERE checked.holds
+         ORDER BY batch.ordinality
+         RETURNING global_position, aggregate_type, aggregate_id, version"
+    )
+}
+
+/// Each stream's last version (see [`Sql::stream_versions`]) for the tables in `s` (quoted).
+fn stream_versions(s: &str) -> String {
+    format!(
+        "SELECT (SELECT max(version) FROM {s}.events
+                 WHERE aggregate_type = requested.aggregate_type
+                   AND aggregate_id = requested.aggregate_id)
+         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY
+             AS requested(aggregate_type, aggregate_id, number)
+         ORDER BY requested.number"
     )
 }
 

@@ -11,6 +11,10 @@
 //!   hold is rolled back to its savepoint and answered with a [`Conflict`](crate::Conflict);
 //!   the others are kept), commits once, which is one fsync, then answers every caller. Many
 //!   concurrent appenders therefore share each fsync (group commit).
+//! - A **multi-stream append** ([`EventStore::append_streams`]) is one request of that group:
+//!   one savepoint checks every stream, then inserts every batch, so it is rolled back whole
+//!   (answered with [`StoreError::Conflicts`] naming every failed stream) or committed whole,
+//!   and its rows get one contiguous run of row ids.
 //! - **Reader threads**, each with its own connection, serve reads from a shared queue. In
 //!   WAL mode a reader sees the last committed state and never blocks the writer.
 //! - No SQLite call runs on the caller's (async executor's) thread: the futures only pass
@@ -80,7 +84,10 @@ use tokio::sync::oneshot;
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
-use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::store::{
+    check_stream_batches, AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch,
+    VersionRange,
+};
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
 mod reader;
@@ -91,7 +98,7 @@ mod writer;
 
 use reader::Job;
 use subscriptions::Subscriptions;
-use writer::{Append, Command, PreparedEvent, Request};
+use writer::{Append, AppendStreams, Command, PreparedEvent, Request};
 
 /// The most read connections (and reader threads) a store opens.
 const MAX_READ_CONNECTIONS: usize = 1024;
@@ -419,6 +426,26 @@ impl EventStore for Sqlite {
             })
         })
         .await
+    }
+
+    async fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        check_stream_batches(&batches)?;
+        let batches = batches
+            .into_iter()
+            .map(|batch| {
+                let events = batch
+                    .events
+                    .into_iter()
+                    .map(PreparedEvent::new)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((batch.stream, batch.expected, events))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.request(move |reply| Request::AppendStreams(AppendStreams { batches, reply }))
+            .await
     }
 
     async fn read_stream(

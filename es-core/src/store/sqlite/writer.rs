@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::NewEvent;
 use crate::snapshot::{SavedProjection, Snapshot};
-use crate::store::{AppendOutcome, ExpectedVersion, StoreError};
+use crate::store::{AppendOutcome, Conflicts, ExpectedVersion, StoreError};
 use crate::subscription::Wakeups;
 use crate::types::{GlobalPosition, StreamId, Version};
 
@@ -57,6 +57,8 @@ pub(super) enum Command {
 pub(super) enum Request {
     /// Append a batch to a stream.
     Append(Append),
+    /// Append batches to several streams, all or none.
+    AppendStreams(AppendStreams),
     /// Save a snapshot unless a newer one is stored.
     SaveSnapshot {
         /// The snapshot.
@@ -83,6 +85,14 @@ pub(super) struct Append {
     pub(super) events: Vec<PreparedEvent>,
     /// Where the outcome goes.
     pub(super) reply: Reply<AppendOutcome>,
+}
+
+/// Batches for several streams, written in one savepoint: all or none.
+pub(super) struct AppendStreams {
+    /// Each stream, the version it must be at, and its events, in the caller's order.
+    pub(super) batches: Vec<(StreamId, ExpectedVersion, Vec<PreparedEvent>)>,
+    /// Where the outcome goes.
+    pub(super) reply: Reply<Vec<AppendOutcome>>,
 }
 
 /// A [`NewEvent`] with its metadata already encoded, so the writer thread only binds values.
@@ -120,6 +130,10 @@ struct GroupFailed {
 /// A request whose work is done, waiting for the commit before it is answered.
 enum Done {
     Append(Reply<AppendOutcome>, Result<AppendOutcome, StoreError>),
+    AppendStreams(
+        Reply<Vec<AppendOutcome>>,
+        Result<Vec<AppendOutcome>, StoreError>,
+    ),
     Saved(Reply<()>, Result<(), StoreError>),
 }
 
@@ -127,19 +141,23 @@ impl Done {
     fn succeeded(&self) -> bool {
         match self {
             Done::Append(_, result) => result.is_ok(),
+            Done::AppendStreams(_, result) => result.is_ok(),
             Done::Saved(_, result) => result.is_ok(),
         }
     }
 
     /// Whether this is an append that stored its events.
     fn appended(&self) -> bool {
-        matches!(self, Done::Append(_, Ok(_)))
+        matches!(self, Done::Append(_, Ok(_)) | Done::AppendStreams(_, Ok(_)))
     }
 
     /// Whether the outcome is a version conflict, which was checked against the group's
     /// uncommitted state.
     fn is_conflict(&self) -> bool {
-        matches!(self, Done::Append(_, Err(error)) if error.is_conflict())
+        match self {
+            Done::Append(_, Err(error)) | Done::AppendStreams(_, Err(error)) => error.is_conflict(),
+            _ => false,
+        }
     }
 
     /// Replaces the outcome with the group's failure.
@@ -151,6 +169,7 @@ impl Done {
         };
         match self {
             Done::Append(reply, _) => Done::Append(reply, Err(error())),
+            Done::AppendStreams(reply, _) => Done::AppendStreams(reply, Err(error())),
             Done::Saved(reply, _) => Done::Saved(reply, Err(error())),
         }
     }
@@ -159,6 +178,7 @@ impl Done {
         // A caller that stopped waiting no longer needs the answer.
         match self {
             Done::Append(reply, result) => drop(reply.send(result)),
+            Done::AppendStreams(reply, result) => drop(reply.send(result)),
             Done::Saved(reply, result) => drop(reply.send(result)),
         }
     }
@@ -283,6 +303,9 @@ impl Writer {
     fn not_run(request: Request) -> Done {
         match request {
             Request::Append(append) => Done::Append(append.reply, Err(StoreError::Closed)),
+            Request::AppendStreams(append) => {
+                Done::AppendStreams(append.reply, Err(StoreError::Closed))
+            }
             Request::SaveSnapshot { reply, .. } | Request::SaveProjection { reply, .. } => {
                 Done::Saved(reply, Err(StoreError::Closed))
             }
@@ -328,6 +351,10 @@ impl Writer {
                 let result = self.append(&append);
                 Done::Append(append.reply, result)
             }
+            Request::AppendStreams(append) => {
+                let result = self.append_streams(&append.batches);
+                Done::AppendStreams(append.reply, result)
+            }
             Request::SaveSnapshot { snapshot, reply } => {
                 Done::Saved(reply, self.save_snapshot(&snapshot))
             }
@@ -349,8 +376,8 @@ impl Writer {
         store_error(error, &self.location)
     }
 
-    fn append(&self, append: &Append) -> Result<AppendOutcome, StoreError> {
-        let stream = &append.stream;
+    /// The last version of `stream` (`None`: no events) and the time of its last event.
+    fn stream_state(&self, stream: &StreamId) -> Result<(Option<Version>, i64), StoreError> {
         let (stored, last_time): (Option<i64>, Option<i64>) = self
             .connection
             .prepare_cached(STREAM_VERSION)
@@ -371,21 +398,60 @@ impl Writer {
                 })
             }
         };
-        append.expected.check(stream, actual)?;
+        Ok((actual, last_time.unwrap_or(i64::MIN)))
+    }
 
+    fn append(&self, append: &Append) -> Result<AppendOutcome, StoreError> {
+        let stream = &append.stream;
+        let (actual, last_time) = self.stream_state(stream)?;
+        append.expected.check(stream, actual)?;
         // Never earlier than the stream's last event: a clock that stepped back must not put
         // a stream's times out of step with its versions.
-        let recorded_at = self
-            .clock
-            .now()
-            .as_micros()
-            .max(last_time.unwrap_or(i64::MIN));
+        let recorded_at = self.clock.now().as_micros().max(last_time);
+        self.insert(stream, actual, &append.events, recorded_at)
+    }
+
+    /// Checks every stream, then writes every batch; the caller's savepoint makes it all or
+    /// none. One writer and one savepoint: the rows get one contiguous run of positions.
+    fn append_streams(
+        &self,
+        batches: &[(StreamId, ExpectedVersion, Vec<PreparedEvent>)],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut states = Vec::with_capacity(batches.len());
+        let mut conflicts = Vec::new();
+        let mut recorded_at = self.clock.now().as_micros();
+        for (stream, expected, _) in batches {
+            let (actual, last_time) = self.stream_state(stream)?;
+            if let Err(conflict) = expected.check(stream, actual) {
+                conflicts.push(conflict);
+            }
+            recorded_at = recorded_at.max(last_time);
+            states.push(actual);
+        }
+        if let Some(conflicts) = Conflicts::new(conflicts) {
+            return Err(conflicts.into());
+        }
+        batches
+            .iter()
+            .zip(states)
+            .map(|((stream, _, events), actual)| self.insert(stream, actual, events, recorded_at))
+            .collect()
+    }
+
+    /// Inserts `events` after version `actual` of `stream`, stamped `recorded_at`.
+    fn insert(
+        &self,
+        stream: &StreamId,
+        actual: Option<Version>,
+        events: &[PreparedEvent],
+        recorded_at: i64,
+    ) -> Result<AppendOutcome, StoreError> {
         let mut insert = self
             .connection
             .prepare_cached(INSERT_EVENT)
             .map_err(|error| self.sql_error(error))?;
         let mut version = actual.unwrap_or(Version::INITIAL);
-        for event in &append.events {
+        for event in events {
             version = version.next();
             insert
                 .execute(params![

@@ -4,7 +4,9 @@ use std::future::Future;
 
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
-use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::store::{
+    AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
+};
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
 /// A store together with a guard that is dropped right after it: the temporary directory
@@ -59,6 +61,13 @@ impl<S: EventStore, G: Send + Sync> EventStore for Guarded<S, G> {
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
         self.store.append(stream, expected, events)
+    }
+
+    fn append_streams(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> impl Future<Output = Result<Vec<AppendOutcome>, StoreError>> + Send {
+        self.store.append_streams(batches)
     }
 
     fn read_stream(

@@ -67,6 +67,7 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 mod appends;
 mod fields;
 mod guarded;
+mod multi_stream;
 mod races;
 mod reads;
 mod side_stores;
@@ -237,6 +238,26 @@ checks! {
     /// Readers running while a writer appends batches see each batch whole or not at all, in
     /// `read_stream` and in `read_all`.
     races::concurrent_readers_never_see_a_partial_batch;
+    /// `append_streams` writes every batch (new stream, exact version, `Any`) with one outcome
+    /// per batch naming its stream's version and last position; the events form one
+    /// contiguous run of the log (batches in order), share one time from the store clock,
+    /// and each stream stays contiguous.
+    multi_stream::multi_stream_append_writes_every_batch_in_one_contiguous_run;
+    /// A multi-stream append where one, the last, or three of four streams fail their check
+    /// is `StoreError::Conflicts` naming exactly those streams in order with expected and
+    /// actual versions, and writes nothing; with every expectation right it then goes through.
+    multi_stream::multi_stream_conflict_on_one_stream_writes_nothing;
+    /// A multi-stream append of no batches or with an empty batch is `EmptyAppend`; one naming
+    /// a stream twice is `DuplicateStream`; neither writes anything.
+    multi_stream::multi_stream_append_rejects_empty_and_duplicate_batches;
+    /// Tasks racing read-modify-write increments over overlapping sets of counter streams
+    /// (listed in different orders) lose no update: each counter counts every acknowledged
+    /// increment once, their sum is the increments acknowledged, nothing deadlocks, and each
+    /// append is one contiguous run of the log.
+    multi_stream::multi_stream_racing_writers_lose_no_update;
+    /// Readers running while a writer makes multi-stream appends see each whole or not at
+    /// all, through `read_all` and `read_stream`.
+    multi_stream::multi_stream_readers_never_see_a_partial_append;
     /// A saved snapshot loads back unchanged; a stream without one loads `None`.
     side_stores::snapshot_round_trips_unchanged;
     /// A snapshot of a lower version never replaces a stored one of a higher version; one of
@@ -330,6 +351,11 @@ macro_rules! __conformance_tests {
             concurrent_writers_on_many_streams_lose_nothing
             catch_up_reader_sees_every_event_once_in_order
             concurrent_readers_never_see_a_partial_batch
+            multi_stream_append_writes_every_batch_in_one_contiguous_run
+            multi_stream_conflict_on_one_stream_writes_nothing
+            multi_stream_append_rejects_empty_and_duplicate_batches
+            multi_stream_racing_writers_lose_no_update
+            multi_stream_readers_never_see_a_partial_append
             snapshot_round_trips_unchanged
             older_snapshot_does_not_replace_newer
             snapshots_are_kept_per_stream
