@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use es_core::{
     retry_on_conflict, AggregateRoot, CodecId, CommandError, EventStore, ExpectedVersion, InMemory,
-    NewEvent, Repository, RepositoryError, SnapshotStore, StoreError, UnitOfWork, Version,
+    NewEvent, Repository, RepositoryError, RetryPolicy, SnapshotStore, StoreError, UnitOfWork,
+    Version,
 };
 use support::{deposited, opened, Account, AccountError, SNAPSHOT_EVERY};
 
-type Accounts = Repository<Account, InMemory, InMemory>;
+type Accounts = Repository<Account, InMemory>;
 
 fn accounts(store: &InMemory) -> Accounts {
-    Repository::new(store.clone()).with_snapshots(store.clone())
+    Repository::new(store.clone())
 }
 
 /// Opens `id` with `balance` deposited.
@@ -198,7 +199,7 @@ async fn retry_on_conflict_reloads_and_reruns_a_command_over_several_aggregates(
     let runs = AtomicU32::new(0);
     let (accounts, runs) = (&accounts, &runs);
 
-    let result = retry_on_conflict(3, |attempt| async move {
+    let result = retry_on_conflict(RetryPolicy::attempts(3), |attempt| async move {
         runs.fetch_add(1, Ordering::SeqCst);
         let mut alice = accounts.load("alice").await?;
         let mut bob = accounts.load("bob").await?;
@@ -243,24 +244,25 @@ async fn retry_on_conflict_gives_up_after_the_attempts_it_was_given() {
     let accounts = accounts(&store);
     open(&accounts, "alice", 100).await;
     let accounts = &accounts;
-    let result: Result<(), CommandError<AccountError>> = retry_on_conflict(3, |_| async move {
-        let mut alice = accounts.load("alice").await?;
-        alice
-            .execute(|a| a.withdraw(1))
-            .map_err(CommandError::Rejected)?;
-        // A competitor always commits first.
-        let competing = NewEvent::encode(&deposited(1, "competitor"), CodecId::Json).unwrap();
-        accounts
-            .store()
-            .append(&alice.stream_id(), ExpectedVersion::Any, vec![competing])
-            .await
-            .map_err(RepositoryError::from)?;
-        let mut unit = UnitOfWork::new();
-        accounts.stage(&mut unit, &mut alice)?;
-        unit.commit(accounts.store()).await?;
-        Ok(())
-    })
-    .await;
+    let result: Result<(), CommandError<AccountError>> =
+        retry_on_conflict(RetryPolicy::attempts(3), |_| async move {
+            let mut alice = accounts.load("alice").await?;
+            alice
+                .execute(|a| a.withdraw(1))
+                .map_err(CommandError::Rejected)?;
+            // A competitor always commits first.
+            let competing = NewEvent::encode(&deposited(1, "competitor"), CodecId::Json).unwrap();
+            accounts
+                .store()
+                .append(&alice.stream_id(), ExpectedVersion::Any, vec![competing])
+                .await
+                .map_err(RepositoryError::from)?;
+            let mut unit = UnitOfWork::new();
+            accounts.stage(&mut unit, &mut alice)?;
+            unit.commit(accounts.store()).await?;
+            Ok(())
+        })
+        .await;
     match result {
         Err(CommandError::RetriesExhausted { attempts, last }) => {
             assert_eq!(attempts, 3);
@@ -293,7 +295,11 @@ async fn concurrent_transfers_never_overdraw_and_conserve_money() {
                     let to = format!("acct-{}", (task + n + 1 + task % 2) % ACCOUNTS);
                     let accounts = &*accounts;
                     let (from, to) = (&from, &to);
-                    match retry_on_conflict(1000, |_| transfer(accounts, from, to, 3)).await {
+                    match retry_on_conflict(RetryPolicy::attempts(1000), |_| {
+                        transfer(accounts, from, to, 3)
+                    })
+                    .await
+                    {
                         Ok(()) => {}
                         Err(CommandError::Rejected(AccountError::InsufficientFunds { .. })) => {
                             refused += 1;

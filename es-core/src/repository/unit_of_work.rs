@@ -5,11 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{crosses_snapshot_boundary, CommandError, Repository, RepositoryError};
+use super::{crosses_snapshot_boundary, CommandError, Repository, RepositoryError, RetryPolicy};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::codec::CodecError;
 use crate::event::{Metadata, NewEvent};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::SnapshotLocation;
 use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StreamBatch};
 use crate::types::Version;
 
@@ -147,7 +147,7 @@ impl<'a, A, S, P> Staged<'a> for StagedRoot<'a, A, S, P>
 where
     A: Aggregate,
     S: EventStore,
-    P: SnapshotStore,
+    P: SnapshotLocation<S>,
 {
     fn saved(
         self: Box<Self>,
@@ -164,7 +164,7 @@ where
     }
 }
 
-impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
+impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     /// Adds `root`'s pending events to `unit`, to be appended when the unit is committed,
     /// expecting the stream at the version `root` was loaded at. A root with no pending
     /// events is not added (nothing to write, and its version is not checked).
@@ -211,11 +211,13 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
 }
 
 /// Runs `command` (load the aggregates, decide, stage them, commit) and, when it fails with
-/// a version conflict, runs it again, at most `max_attempts` times in all (at least once).
+/// a version conflict, waits as `policy` says and runs it again, at most
+/// [`policy.max_attempts()`](RetryPolicy::max_attempts) times in all.
 ///
-/// This is the retry loop of [`Repository::execute`] for a command that touches several
+/// This is the retry loop of [`Repository::update`] for a command that touches several
 /// aggregates: `command` must load everything it decides on afresh each time, since the
-/// conflict means one of them changed. It receives the attempt number, from 1.
+/// conflict means one of them changed. It receives the attempt number, from 1. Pass a
+/// repository's [`retry_policy`](Repository::retry_policy) to share its settings.
 ///
 /// # Errors
 /// The command's own errors at once ([`CommandError::Rejected`] and non-conflict
@@ -236,7 +238,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
 /// # impl Apply<Moved> for Account {
 /// #     fn apply(&mut self, event: &Moved) { self.balance += event.amount }
 /// # }
-/// use es_core::{retry_on_conflict, CommandError, InMemory, Repository, UnitOfWork};
+/// use es_core::{retry_on_conflict, CommandError, InMemory, Repository, RetryPolicy, UnitOfWork};
 ///
 /// #[derive(Debug, thiserror::Error)]
 /// #[error("insufficient funds")]
@@ -247,7 +249,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
 /// let store = InMemory::new();
 /// let accounts = Repository::<Account, _>::new(store.clone());
 /// let (accounts, store) = (&accounts, &store);
-/// let result = retry_on_conflict(5, |_attempt| async move {
+/// let result = retry_on_conflict(RetryPolicy::attempts(5), |_attempt| async move {
 ///     let mut from = accounts.load("alice").await?;
 ///     let mut to = accounts.load("bob").await?;
 ///     if from.state().balance < 30 {
@@ -266,7 +268,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotStore> Repository<A, S, P> {
 /// # }
 /// ```
 pub async fn retry_on_conflict<T, E, F, Fut>(
-    max_attempts: u32,
+    policy: RetryPolicy,
     mut command: F,
 ) -> Result<T, CommandError<E>>
 where
@@ -281,13 +283,24 @@ where
                 // A conflict error carries at least one conflict.
                 let last = error.conflicts().first().cloned();
                 match last {
-                    Some(last) if attempt >= max_attempts => {
+                    Some(last) if attempt >= policy.max_attempts() => {
                         return Err(CommandError::RetriesExhausted {
                             attempts: attempt,
                             last,
                         })
                     }
-                    Some(_) => tracing::debug!(attempt, %error, "conflict; retrying command"),
+                    Some(_) => {
+                        let delay = policy.delay_after(attempt);
+                        tracing::debug!(
+                            attempt,
+                            %error,
+                            delay_micros = delay.as_micros(),
+                            "conflict; retrying command"
+                        );
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
                     None => return Err(RepositoryError::Store(error).into()),
                 }
             }
