@@ -22,6 +22,7 @@ pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
+pub use projection::daemon::{DaemonClient, ProjectionDaemon};
 pub use projection::{
     AsOf, CatchUpReport, DuplicateProjection, HistoricalView, InfallibleProjection, Progress,
     Projection, ProjectionError, ProjectionRegistry, RestoreReport,

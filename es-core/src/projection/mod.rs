@@ -63,6 +63,7 @@
 //! # }
 //! ```
 
+pub mod daemon;
 mod error;
 mod registry;
 #[cfg(test)]

@@ -23,8 +23,9 @@ const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest pause between two polls of the log.
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// A read model with its type erased, so one registry holds read models of many types.
-trait ErasedProjection: Send + Sync {
+/// A read model with its type erased, so one registry (or daemon) holds read models of many
+/// types.
+pub(super) trait ErasedProjection: Send + Sync {
     fn name(&self) -> &'static str;
     fn as_any(&self) -> &dyn Any;
     fn handles(&self, event: &RecordedEvent) -> bool;
@@ -35,6 +36,8 @@ trait ErasedProjection: Send + Sync {
     fn reset(&mut self);
     /// A copy with the same configuration and no events applied.
     fn fresh(&self) -> Box<dyn ErasedProjection>;
+    /// A copy of the read model as it is.
+    fn clone_box(&self) -> Box<dyn ErasedProjection>;
     fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError>;
     /// Replaces the state with the decoded `bytes`; on error the state is unchanged.
     fn restore(&mut self, codec: CodecId, bytes: &[u8]) -> Result<(), CodecError>;
@@ -68,6 +71,10 @@ impl<P: Projection> ErasedProjection for P {
         let mut copy = self.clone();
         Projection::reset(&mut copy);
         Box::new(copy)
+    }
+
+    fn clone_box(&self) -> Box<dyn ErasedProjection> {
+        Box::new(self.clone())
     }
 
     fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError> {
