@@ -23,10 +23,10 @@ use order_example::Order;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(90);
 /// Concurrent writers, each saving its own generated orders.
 const WRITERS: u64 = 8;
-const ORDERS_PER_WRITER: usize = 15;
+const ORDERS_PER_WRITER: u64 = 15;
 
 /// Counts the events it applies, and refuses every `Poison` event.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -75,9 +75,9 @@ fn order_daemon() -> DaemonBuilder {
 
 /// Saves `orders` generated orders from `seed` (each order's batches in turn); the last
 /// position written.
-async fn write_orders<S: EventStore>(store: &S, seed: u64, orders: usize) -> GlobalPosition {
+async fn write_orders<S: EventStore>(store: &S, seed: u64, orders: u64) -> GlobalPosition {
     let mut last = GlobalPosition::START;
-    for script in Workload::new(seed).take(orders) {
+    for script in Workload::new(seed).take(usize::try_from(orders).unwrap()) {
         let mut root = AggregateRoot::<Order>::new(script.order_id.as_str());
         let mut version = Version::INITIAL;
         let mut saved = 0;
@@ -155,7 +155,7 @@ where
     daemon.shutdown().await.unwrap();
 
     let expected = rebuilt(&store).await;
-    assert_eq!(summaries.len(), WRITERS as usize * ORDERS_PER_WRITER);
+    assert_eq!(summaries.len() as u64, WRITERS * ORDERS_PER_WRITER);
     assert_eq!(Some(&summaries), expected.get::<OrderSummaries>());
     assert_eq!(Some(&inventory), expected.get::<Inventory>());
     assert_eq!(Some(&histories), expected.get::<CustomerHistories>());
