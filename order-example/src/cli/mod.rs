@@ -1,6 +1,7 @@
 //! The command line: arguments, and one module per command.
 
 mod demo;
+mod follow;
 mod generate;
 mod inspect;
 mod output;
@@ -95,6 +96,22 @@ enum Command {
     },
     /// Rebuild the read models from the whole log, with a progress bar, and save them.
     Rebuild,
+    /// Keep the read models current as events are written, and print them as they move
+    /// (run `generate` in another terminal); Ctrl-C stops, saving their checkpoints.
+    Follow {
+        /// Stop once every read model has reached this global position.
+        #[arg(long, value_name = "POSITION")]
+        until: Option<u64>,
+        /// Resume this parked read model (after fixing what made it fail).
+        #[arg(long, value_name = "READ_MODEL")]
+        resume: Vec<String>,
+        /// Skip the event a parked read model failed on: `READ_MODEL=POSITION`.
+        #[arg(long, value_name = "READ_MODEL=POSITION")]
+        skip: Vec<String>,
+    },
+    /// Where each read model is: checkpoint, lag, events/s and state (running, or parked
+    /// with its error), as recorded in the store by the last `follow`.
+    Status,
     /// Generate load: valid orders from a seed (the same seed gives the same orders).
     Generate {
         /// How many orders.
@@ -172,6 +189,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             read_side::show(&context, at, position.map(GlobalPosition), &filter).await
         }
         Command::Rebuild => read_side::rebuild(&context).await,
+        Command::Follow {
+            until,
+            resume,
+            skip,
+        } => {
+            let options = follow::FollowOptions {
+                until: until.map(GlobalPosition),
+                resume,
+                skip,
+            };
+            follow::follow(&context, options).await
+        }
+        Command::Status => follow::status(&context).await,
         Command::Generate {
             orders,
             seed,

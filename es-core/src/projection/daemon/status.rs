@@ -12,6 +12,7 @@ use crate::types::{GlobalPosition, Timestamp};
 
 /// The state of one read model in a daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ModelState {
     /// Applying events as they are committed, together with the other live read models.
