@@ -6,9 +6,9 @@ use std::fmt;
 use anyhow::{bail, Context as _};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
-    AppendOutcome, EventStore, ExpectedVersion, GlobalPosition, InMemory, NewEvent,
+    AppendOutcome, EventFilter, EventStore, ExpectedVersion, GlobalPosition, InMemory, NewEvent,
     ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError,
-    StreamBatch, StreamId, Timestamp, VersionRange,
+    StreamBatch, StreamId, Subscribe, Subscription, SubscriptionStats, Timestamp, VersionRange,
 };
 
 #[cfg(feature = "postgres")]
@@ -169,5 +169,15 @@ impl ProjectionStore for AnyStore {
 
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
         delegate!(self, store => store.load_projection(name).await)
+    }
+}
+
+impl Subscribe for AnyStore {
+    fn subscribe(&self, after: GlobalPosition, filter: EventFilter) -> Subscription {
+        delegate!(self, store => store.subscribe(after, filter))
+    }
+
+    fn subscription_stats(&self) -> SubscriptionStats {
+        delegate!(self, store => store.subscription_stats())
     }
 }

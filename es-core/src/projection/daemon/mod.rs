@@ -143,7 +143,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::snapshot::ProjectionStore;
 use crate::store::EventStore;
@@ -226,7 +226,7 @@ pub struct DaemonBuilder {
     save_interval: Duration,
     codec: CodecId,
     page_size: usize,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for DaemonBuilder {
@@ -237,7 +237,7 @@ impl Default for DaemonBuilder {
             save_interval: DEFAULT_SAVE_INTERVAL,
             codec: CodecId::Postcard,
             page_size: DEFAULT_PAGE_SIZE,
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 }
@@ -305,17 +305,19 @@ impl DaemonBuilder {
         self
     }
 
-    /// How many events a lagging read model reads per page (default 512, at least 1).
+    /// How many events the subscription and a lagging read model read per page (default 512,
+    /// at least 1).
     #[must_use]
     pub fn with_page_size(mut self, page_size: usize) -> Self {
         self.page_size = page_size.max(1);
         self
     }
 
-    /// The clock that stamps saved states and records.
+    /// The clock that stamps saved states and records (default: the store's
+    /// [`clock`](ProjectionStore::clock)).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -401,7 +403,9 @@ impl DaemonBuilder {
             updates: watch::Sender::new(0),
         });
         let (batch_sender, batches) = mpsc::channel(READ_AHEAD);
-        let subscription = store.subscribe(start, EventFilter::all());
+        let subscription = store
+            .subscribe(start, EventFilter::all())
+            .with_page_size(self.page_size);
         let pump = tokio::spawn(runner::pump(subscription, batch_sender));
         let (shutdown, shutdown_signal) = watch::channel(false);
         let runner = Runner {

@@ -23,17 +23,13 @@ use crate::projection::ProjectionError;
 use crate::snapshot::{ProjectionStore, SavedProjection};
 use crate::store::{EventStore, StoreError};
 use crate::subscription::Subscription;
-use crate::types::GlobalPosition;
+use crate::types::{GlobalPosition, Timestamp};
 
 use super::status::{ModelState, Parked, Record, Skipped, MAX_SKIPPED};
 use super::{telemetry, DaemonError, RetryPolicy};
 
 /// How long a read model whose catch-up read failed waits before reading again.
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(500);
-/// The first pause of the pump after the subscription failed, doubling up to the next.
-const FIRST_PUMP_PAUSE: Duration = Duration::from_millis(50);
-/// The longest pause of the pump after the subscription failed.
-const MAX_PUMP_PAUSE: Duration = Duration::from_secs(5);
 
 /// What every waiter and reader sees of one read model.
 pub(super) struct SharedModel {
@@ -117,7 +113,8 @@ pub(super) struct Settings {
     pub(super) save_interval: Duration,
     pub(super) codec: CodecId,
     pub(super) page_size: usize,
-    pub(super) clock: Arc<dyn Clock>,
+    /// The clock stamping saved states and records (`None`: the store's).
+    pub(super) clock: Option<Arc<dyn Clock>>,
 }
 
 /// A read model's state as last saved (or restored), kept to restore it after a failed apply.
@@ -223,6 +220,10 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
                                 break Err(error);
                             }
                         }
+                        // The store is gone: nothing more will come.
+                        Some(Err(StoreError::Closed)) => {
+                            break Err(ProjectionError::Store(StoreError::Closed));
+                        }
                         Some(Err(error)) => tracing::warn!(
                             error = &error as &dyn std::error::Error,
                             "the subscription failed; it tries again"
@@ -235,6 +236,14 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
         };
         let saved = self.finish().await;
         outcome.and(saved)
+    }
+
+    /// Now, on the daemon's clock (the store's unless one was configured).
+    fn now(&self) -> Timestamp {
+        match &self.settings.clock {
+            Some(clock) => clock.now(),
+            None => ProjectionStore::clock(&self.store).now(),
+        }
     }
 
     /// The earliest instant a retrying or paused read model needs the task.
@@ -486,7 +495,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
             event_type: event.event_type.clone(),
             error: error.clone(),
             attempts,
-            parked_at: self.settings.clock.now(),
+            parked_at: self.now(),
         };
         self.shared.models[index].status().state = ModelState::Parked(parked);
         self.runs[index].mode = Mode::Parked {
@@ -680,7 +689,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
             position,
             event_type: event_type.clone(),
             error: error.clone(),
-            skipped_at: self.settings.clock.now(),
+            skipped_at: self.now(),
         };
         tracing::warn!(
             projection = name,
@@ -789,7 +798,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
                 position,
                 codec,
                 state: bytes.clone(),
-                saved_at: self.settings.clock.now(),
+                saved_at: self.now(),
             })
             .await?;
         self.runs[index].saved = Some(SavedState {
@@ -813,7 +822,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
             }
         };
         let checkpoint = self.runs[index].checkpoint;
-        let saved = record.to_saved(model.name, checkpoint, self.settings.clock.now())?;
+        let saved = record.to_saved(model.name, checkpoint, self.now())?;
         self.store.save_projection(saved).await?;
         self.runs[index].record_written = Some((record.state, checkpoint));
         Ok(())
@@ -955,27 +964,16 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// Reads the subscription ahead into `batches` until the receiver is gone.
+/// Reads the subscription ahead into `batches` until the receiver is gone. A failed read is
+/// passed on as it is (the subscription pauses before reading again, and stays usable).
 pub(super) async fn pump(
     mut subscription: Subscription,
     batches: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
 ) {
-    let mut pause = FIRST_PUMP_PAUSE;
     loop {
-        match subscription.next_batch().await {
-            Ok(batch) => {
-                pause = FIRST_PUMP_PAUSE;
-                if batches.send(Ok(batch)).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                if batches.send(Err(error)).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_PUMP_PAUSE);
-            }
+        let batch = subscription.next_batch().await;
+        if batches.send(batch).await.is_err() {
+            return;
         }
     }
 }
