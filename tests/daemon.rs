@@ -10,12 +10,12 @@ mod sqlite_support;
 
 use std::time::Duration;
 
-use es_core::projection::daemon::{DaemonBuilder, ModelState, ProjectionDaemon, RetryPolicy};
+use es_core::projection::daemon::{DaemonBuilder, ModelState, ProjectionDaemon};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
     AggregateRoot, CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory, Metadata,
-    NewEvent, Projection, ProjectionRegistry, ProjectionStore, RecordedEvent, StreamId, Subscribe,
-    Version,
+    NewEvent, Projection, ProjectionRegistry, ProjectionStore, RecordedEvent, RetryPolicy,
+    StreamId, Subscribe, Version,
 };
 use order_example::load::{Workload, DEFAULT_STOCK};
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
@@ -176,11 +176,10 @@ where
         order_daemon()
             .with(PoisonSensitive::default())
             .unwrap()
-            .with_retry(RetryPolicy::new(
-                2,
-                Duration::from_millis(1),
-                Duration::from_millis(1),
-            ))
+            .with_retry(
+                RetryPolicy::attempts(2)
+                    .with_backoff(Duration::from_millis(1), Duration::from_millis(1)),
+            )
     };
     let daemon = builder().start(store.clone()).await.unwrap();
     let before = write_orders(&store, 1, 3).await;

@@ -145,6 +145,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::codec::CodecId;
+use crate::repository::RetryPolicy;
 use crate::snapshot::ProjectionStore;
 use crate::store::EventStore;
 use crate::subscription::{EventFilter, Subscribe};
@@ -166,57 +167,12 @@ use status::{record_key, Record};
 const DEFAULT_PAGE_SIZE: usize = 512;
 /// How often checkpoints are saved and rates measured, unless configured.
 const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How a failing event is retried, unless configured: 5 attempts in all, pausing 100 ms, then
+/// 200 ms, 400 ms, 800 ms.
+const DEFAULT_RETRY: RetryPolicy =
+    RetryPolicy::attempts(5).with_backoff(Duration::from_millis(100), Duration::from_secs(5));
 /// How many batches the reading task may hold ahead of the applying one.
 const READ_AHEAD: usize = 2;
-
-/// How often, and with which pauses, a failing event is tried before its read model is parked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    attempts: u32,
-    first_delay: Duration,
-    max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 5 attempts, pausing 100 ms, then 200 ms, 400 ms, ... up to 5 s.
-    fn default() -> Self {
-        RetryPolicy::new(5, Duration::from_millis(100), Duration::from_secs(5))
-    }
-}
-
-impl RetryPolicy {
-    /// `attempts` tries in all (at least 1: the first apply), pausing `first_delay` after the
-    /// first failure and twice as long after each next one, at most `max_delay`.
-    #[must_use]
-    pub fn new(attempts: u32, first_delay: Duration, max_delay: Duration) -> Self {
-        RetryPolicy {
-            attempts: attempts.max(1),
-            first_delay,
-            max_delay: max_delay.max(first_delay),
-        }
-    }
-
-    /// No retry: a read model is parked on its first failure.
-    #[must_use]
-    pub fn park_at_once() -> Self {
-        RetryPolicy::new(1, Duration::ZERO, Duration::ZERO)
-    }
-
-    /// How many times an event is tried in all before its read model is parked.
-    #[must_use]
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// The pause after the `failures`-th failure of an event (1 for the first).
-    #[must_use]
-    pub fn delay_after(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        self.first_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay)
-    }
-}
 
 /// Configures a [`ProjectionDaemon`]: its read models and settings. Start it with
 /// [`start`](DaemonBuilder::start).
@@ -233,7 +189,7 @@ impl Default for DaemonBuilder {
     fn default() -> Self {
         DaemonBuilder {
             models: Vec::new(),
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_RETRY,
             save_interval: DEFAULT_SAVE_INTERVAL,
             codec: CodecId::Postcard,
             page_size: DEFAULT_PAGE_SIZE,
@@ -281,8 +237,11 @@ impl DaemonBuilder {
         Ok(self)
     }
 
-    /// How a failing event is retried before its read model is parked (default:
-    /// [`RetryPolicy::default`]).
+    /// How a failing event is retried before its read model is parked: at most
+    /// [`max_attempts`](RetryPolicy::max_attempts) tries in all, pausing (with jitter) below
+    /// the policy's [`delay_bound`](RetryPolicy::delay_bound) between them. The default is 5
+    /// attempts, pausing up to 100 ms, 200 ms, 400 ms, 800 ms. [`RetryPolicy::no_retry`] parks a
+    /// read model on its first failure.
     #[must_use]
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;

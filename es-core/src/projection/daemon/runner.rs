@@ -26,7 +26,8 @@ use crate::subscription::Subscription;
 use crate::types::{GlobalPosition, Timestamp};
 
 use super::status::{ModelState, Parked, Record, Skipped, MAX_SKIPPED};
-use super::{telemetry, DaemonError, RetryPolicy};
+use super::{telemetry, DaemonError};
+use crate::repository::RetryPolicy;
 
 /// How long a read model whose catch-up read failed waits before reading again.
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(500);
@@ -459,7 +460,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
         failures: u32,
         base: Option<Box<dyn ErasedProjection>>,
     ) {
-        if failures >= self.settings.retry.attempts() && base.is_some() {
+        if failures >= self.settings.retry.max_attempts() && base.is_some() {
             self.park(index, &event, error, failures);
             return;
         }

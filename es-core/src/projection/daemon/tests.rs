@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::projection::ProjectionRegistry;
+use crate::repository::RetryPolicy;
 use crate::store::{ExpectedVersion, InMemory};
 use crate::types::StreamId;
 
@@ -133,11 +134,10 @@ fn builder(test: &str) -> DaemonBuilder {
         .unwrap()
         .with(flaky(test))
         .unwrap()
-        .with_retry(RetryPolicy::new(
-            3,
-            Duration::from_millis(1),
-            Duration::from_millis(4),
-        ))
+        .with_retry(
+            RetryPolicy::attempts(3)
+                .with_backoff(Duration::from_millis(1), Duration::from_millis(4)),
+        )
         .with_save_interval(Duration::from_millis(20))
 }
 
@@ -307,11 +307,10 @@ async fn retry_succeeds_without_parking_when_the_fault_clears() {
     let daemon = ProjectionDaemon::builder()
         .with(flaky(test))
         .unwrap()
-        .with_retry(RetryPolicy::new(
-            1_000,
-            Duration::from_millis(5),
-            Duration::from_millis(5),
-        ))
+        .with_retry(
+            RetryPolicy::attempts(1_000)
+                .with_backoff(Duration::from_millis(5), Duration::from_millis(5)),
+        )
         .start(store.clone())
         .await
         .unwrap();
@@ -604,19 +603,11 @@ async fn a_checkpoint_past_the_end_of_the_log_is_refused_at_start() {
 }
 
 #[test]
-fn retry_delays_double_up_to_the_maximum() {
-    let policy = RetryPolicy::new(5, Duration::from_millis(100), Duration::from_millis(350));
-    assert_eq!(policy.delay_after(1), Duration::from_millis(100));
-    assert_eq!(policy.delay_after(2), Duration::from_millis(200));
-    assert_eq!(policy.delay_after(3), Duration::from_millis(350));
-    assert_eq!(policy.delay_after(u32::MAX), Duration::from_millis(350));
-    assert_eq!(
-        RetryPolicy::new(0, Duration::ZERO, Duration::ZERO).attempts(),
-        1
-    );
-    assert!(ProjectionDaemon::builder()
+fn a_read_model_is_registered_once() {
+    let error = ProjectionDaemon::builder()
         .with(Steady::default())
         .unwrap()
         .with(Steady::default())
-        .is_err());
+        .unwrap_err();
+    assert_eq!(error.name, "steady");
 }
