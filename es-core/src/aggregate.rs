@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::event::EventSet;
+use crate::schema::SchemaTraceError;
 use crate::types::{StreamId, Version};
 
 /// Applies one event type to an aggregate's state. Implement it once per event the aggregate
@@ -30,9 +31,23 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'sta
     /// Take a snapshot every this many events, or never (`None`).
     const SNAPSHOT_EVERY: Option<u64>;
 
-    /// A fingerprint of the state's schema; a snapshot taken under another fingerprint is
-    /// ignored. The derive hashes the struct definition and the event list.
+    /// The compile-time part of the snapshot fingerprint. The derive hashes the struct
+    /// definition, the event list and the `snapshot_version` key (bump it when apply logic
+    /// changes what a state means). Snapshots are checked against
+    /// [`Aggregate::snapshot_fingerprint`], which adds the traced shape of nested types.
     const SCHEMA_FINGERPRINT: u64;
+
+    /// The fingerprint snapshots of this aggregate are stored and checked under:
+    /// [`Aggregate::SCHEMA_FINGERPRINT`] combined with the serde format of the state, nested
+    /// types included, traced once per type at run time (see [`crate::schema`]).
+    ///
+    /// # Errors
+    /// [`SchemaTraceError`] when the state's `Deserialize` cannot be traced: the repository
+    /// then takes and uses no snapshots of this type (logged once, at `warn`). Assert
+    /// `snapshot_fingerprint().is_ok()` in a test of your aggregate to catch this at build time.
+    fn snapshot_fingerprint() -> Result<u64, SchemaTraceError> {
+        crate::schema::cached_by_type::<Self>()
+    }
 
     /// Applies one event of the set, dispatching to the matching [`Apply`] impl.
     fn apply_event(&mut self, event: &Self::Event);
@@ -52,6 +67,8 @@ pub struct AggregateRoot<A: Aggregate> {
     state: A,
     version: Version,
     pending: Vec<A::Event>,
+    /// Loaded past a snapshot that could not be used: the next snapshot replaces it.
+    unusable_snapshot: bool,
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -62,6 +79,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             state: A::default(),
             version: Version::INITIAL,
             pending: Vec::new(),
+            unusable_snapshot: false,
         }
     }
 
@@ -72,6 +90,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             state,
             version,
             pending: Vec::new(),
+            unusable_snapshot: false,
         }
     }
 
@@ -183,6 +202,22 @@ impl<A: Aggregate> AggregateRoot<A> {
     pub(crate) fn mark_saved(&mut self, version: Version) {
         self.pending.clear();
         self.version = version;
+    }
+
+    /// Records that the stream's stored snapshot could not be used.
+    pub(crate) fn mark_snapshot_unusable(&mut self) {
+        self.unusable_snapshot = true;
+    }
+
+    /// Whether the stream's stored snapshot could not be used when this root was loaded, and
+    /// has not been replaced since.
+    pub(crate) fn has_unusable_snapshot(&self) -> bool {
+        self.unusable_snapshot
+    }
+
+    /// Records that the unusable snapshot was replaced.
+    pub(crate) fn clear_unusable_snapshot(&mut self) {
+        self.unusable_snapshot = false;
     }
 
     /// The state, leaving the root.

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod event;
 pub mod projection;
 pub mod repository;
+pub mod schema;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;
@@ -30,9 +31,10 @@ pub use projection::{
 pub use repository::{
     retry_on_conflict, CommandError, Repository, RepositoryError, RetryPolicy, UnitOfWork, Updated,
 };
+pub use schema::SchemaTraceError;
 pub use snapshot::{
     NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotLocation,
-    SnapshotStore,
+    SnapshotStore, UnusableSnapshot,
 };
 pub use store::{
     AppendOutcome, Conflict, Conflicts, EventStore, ExpectedVersion, InMemory, StoreError,
@@ -124,6 +126,17 @@ pub mod __private {
             i += 1;
         }
         hash
+    }
+
+    /// The snapshot fingerprint of `A`, traced once into `cell` (a `static` of the derived
+    /// impl, so each aggregate type has its own).
+    ///
+    /// # Errors
+    /// When the state cannot be traced (logged once).
+    pub fn snapshot_fingerprint<A: crate::Aggregate>(
+        cell: &std::sync::OnceLock<Result<u64, crate::SchemaTraceError>>,
+    ) -> Result<u64, crate::SchemaTraceError> {
+        crate::schema::cached::<A>(cell)
     }
 
     /// The error for a stored event type name that is not in the event set.

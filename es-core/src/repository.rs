@@ -1,7 +1,6 @@
 //! The repository: loads aggregates (snapshot + tail), saves their new events with optimistic
 //! concurrency, answers temporal queries, and runs commands with retries on conflict.
 
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +9,9 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::clock::Clock;
 use crate::codec::{CodecError, CodecId};
 use crate::event::{DecodeError, Metadata, NewEvent, RecordedEvent};
-use crate::snapshot::{NoSnapshots, SameStore, Snapshot, SnapshotLocation, SnapshotStore};
+use crate::snapshot::{
+    NoSnapshots, SameStore, Snapshot, SnapshotLocation, SnapshotStore, UnusableSnapshot,
+};
 use crate::store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, StoreError, VersionRange,
 };
@@ -274,8 +275,9 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         self.retry
     }
 
-    /// How many snapshots were found unusable (changed fingerprint, undecodable state) and
-    /// replaced by a full replay since this repository was created.
+    /// How many snapshots this repository found unusable (see [`UnusableSnapshot`]) and
+    /// replaced by a full replay since it was created. The snapshot store counts the fallbacks
+    /// of every repository over it: [`SnapshotStore::snapshot_fallbacks`].
     pub fn snapshot_fallbacks(&self) -> u64 {
         self.snapshot_fallbacks.load(Ordering::Relaxed)
     }
@@ -348,35 +350,59 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let stream = A::stream_id(id);
         let to = up_to.unwrap_or(Version(u64::MAX));
-        if let Some((state, version)) = self.usable_snapshot(&stream, up_to).await? {
-            // Read from the snapshot's own version: its event must exist, or the snapshot is
-            // ahead of the log (a snapshot store that outlived a restored or truncated event
-            // store) and would describe events that never happened.
-            // A snapshot at version 0 is the state before any event: nothing to confirm.
-            let confirm = version != Version::INITIAL;
-            let from = if confirm { version } else { Version(1) };
-            let events = self.read_range(&stream, from, to).await?;
-            let tail = if confirm {
-                events
-                    .split_first()
-                    .and_then(|(first, tail)| (first.version == version).then_some(tail))
-            } else {
-                Some(&events[..])
-            };
-            if let Some(tail) = tail {
-                let (state, version) = replay::<A>(&stream, state, version, tail)?;
-                return Ok(AggregateRoot::from_parts(id, state, version));
+        let unusable = match self.usable_snapshot(&stream, up_to).await? {
+            Found::Usable(state, version) => {
+                // Read from the snapshot's own version: its event must exist, or the snapshot
+                // is ahead of the log (a snapshot store that outlived a restored or truncated
+                // event store) and would describe events that never happened.
+                // A snapshot at version 0 is the state before any event: nothing to confirm.
+                let confirm = version != Version::INITIAL;
+                let from = if confirm { version } else { Version(1) };
+                let events = self.read_range(&stream, from, to).await?;
+                let tail = if confirm {
+                    events
+                        .split_first()
+                        .and_then(|(first, tail)| (first.version == version).then_some(tail))
+                } else {
+                    Some(&events[..])
+                };
+                if let Some(tail) = tail {
+                    let (state, version) = replay::<A>(&stream, state, version, tail)?;
+                    return Ok(AggregateRoot::from_parts(id, state, version));
+                }
+                self.fall_back(&stream, &UnusableSnapshot::AheadOfLog { version });
+                true
             }
-            self.snapshot_fallback(
-                &stream,
-                version,
-                &"the stream has no event at the snapshot's version (the snapshot is ahead of \
-                  the event log)",
-            );
-        }
+            Found::Unusable => true,
+            Found::None => false,
+        };
         let events = self.read_range(&stream, Version(1), to).await?;
         let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
-        Ok(AggregateRoot::from_parts(id, state, version))
+        let mut root = AggregateRoot::from_parts(id, state, version);
+        if unusable {
+            root.mark_snapshot_unusable();
+        }
+        Ok(root)
+    }
+
+    /// Counts and logs a snapshot of `stream` that cannot be used.
+    fn fall_back(&self, stream: &StreamId, reason: &UnusableSnapshot) {
+        self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.snapshots().record_snapshot_fallback(stream);
+        // The reason with its sources, on one line.
+        let mut text = reason.to_string();
+        let mut source = std::error::Error::source(reason);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::warn!(
+            %stream,
+            reason = %text,
+            "snapshot not used; replaying the stream from its first event (the next snapshot \
+             the policy takes replaces it)"
+        );
     }
 
     async fn read_range(
@@ -394,52 +420,57 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             .await?)
     }
 
+    /// The stream's snapshot, decoded, if there is one this aggregate can start from.
+    ///
+    /// A snapshot that cannot be used is never an error: the events are the truth and the
+    /// caller replays them. Only a store that cannot be reached at all fails the load (the
+    /// replay could not read the events either).
     async fn usable_snapshot(
         &self,
         stream: &StreamId,
         up_to: Option<Version>,
-    ) -> Result<Option<(A, Version)>, RepositoryError> {
-        let Some(snapshot) = self.snapshots().load_snapshot(stream).await? else {
-            return Ok(None);
+    ) -> Result<Found<A>, RepositoryError> {
+        // A state whose shape cannot be traced is never snapshotted (logged once per type).
+        let Ok(fingerprint) = A::snapshot_fingerprint() else {
+            return Ok(Found::None);
+        };
+        let snapshot = match self.snapshots().load_snapshot(stream).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(Found::None),
+            Err(error @ (StoreError::Connection(_) | StoreError::Closed)) => {
+                return Err(error.into())
+            }
+            Err(error) => {
+                self.fall_back(stream, &UnusableSnapshot::Unreadable(error));
+                return Ok(Found::Unusable);
+            }
         };
         if up_to.is_some_and(|bound| snapshot.version > bound) {
-            return Ok(None);
+            return Ok(Found::None);
         }
-        if snapshot.fingerprint != A::SCHEMA_FINGERPRINT {
-            self.snapshot_fallback(
+        if snapshot.fingerprint != fingerprint {
+            self.fall_back(
                 stream,
-                snapshot.version,
-                &format_args!(
-                    "it was taken under another schema of the aggregate (fingerprint \
-                     {:#018x}; now {:#018x})",
-                    snapshot.fingerprint,
-                    A::SCHEMA_FINGERPRINT
-                ),
+                &UnusableSnapshot::OtherSchema {
+                    stored: snapshot.fingerprint,
+                    current: fingerprint,
+                },
             );
-            return Ok(None);
+            return Ok(Found::Unusable);
         }
         match snapshot.codec.decode::<A>(&snapshot.state) {
-            Ok(state) => Ok(Some((state, snapshot.version))),
+            Ok(state) => Ok(Found::Usable(state, snapshot.version)),
             Err(error) => {
-                self.snapshot_fallback(
+                self.fall_back(
                     stream,
-                    snapshot.version,
-                    &format_args!("its state does not decode: {error}"),
+                    &UnusableSnapshot::Undecodable {
+                        version: snapshot.version,
+                        source: error,
+                    },
                 );
-                Ok(None)
+                Ok(Found::Unusable)
             }
         }
-    }
-
-    /// Counts and logs an unusable snapshot, with the reason.
-    fn snapshot_fallback(&self, stream: &StreamId, version: Version, reason: &dyn fmt::Display) {
-        self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            %stream,
-            snapshot_version = %version,
-            %reason,
-            "snapshot not used; replaying the stream from its first event"
-        );
     }
 
     /// Appends the aggregate's pending events, expecting the stream at its loaded version.
@@ -487,9 +518,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         Ok(Some(outcome))
     }
 
-    /// Writes a snapshot of `root` now. Failure to snapshot never fails a save (the events are
+    /// Writes a snapshot of `root` now, replacing whatever is stored if `root` was loaded past
+    /// an unusable snapshot. Failure to snapshot never fails a save (the events are
     /// committed); it is logged.
-    async fn take_snapshot(&self, stream: &StreamId, root: &AggregateRoot<A>) {
+    async fn take_snapshot(&self, stream: &StreamId, root: &mut AggregateRoot<A>) {
+        let Ok(fingerprint) = A::snapshot_fingerprint() else {
+            // Logged once per type when the fingerprint was traced.
+            return;
+        };
         let state = match self.codec.encode(root.state()) {
             Ok(state) => state,
             Err(error) => {
@@ -500,7 +536,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         let snapshot = Snapshot {
             stream: stream.clone(),
             version: root.version(),
-            fingerprint: A::SCHEMA_FINGERPRINT,
+            fingerprint,
             codec: self.codec,
             state,
             taken_at: match &self.clock {
@@ -508,8 +544,18 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 None => EventStore::clock(&self.store).now(),
             },
         };
-        if let Err(error) = self.snapshots().save_snapshot(snapshot).await {
-            tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not saved");
+        // An unusable snapshot's version cannot be trusted (it may be ahead of the log, or
+        // unreadable), so the ordinary "newer wins" rule would keep it forever.
+        let saved = if root.has_unusable_snapshot() {
+            self.snapshots().replace_snapshot(snapshot).await
+        } else {
+            self.snapshots().save_snapshot(snapshot).await
+        };
+        match saved {
+            Ok(()) => root.clear_unusable_snapshot(),
+            Err(error) => {
+                tracing::warn!(%stream, error = &error as &dyn std::error::Error, "snapshot not saved");
+            }
         }
     }
 
@@ -595,6 +641,16 @@ pub struct Updated<A: Aggregate> {
     pub outcome: Option<AppendOutcome>,
     /// How many times the command ran: 1 when the first attempt was saved.
     pub attempts: u32,
+}
+
+/// What the snapshot store holds for a stream.
+enum Found<A> {
+    /// A snapshot that decoded: the state and its version.
+    Usable(A, Version),
+    /// A snapshot that cannot be used (counted and logged already).
+    Unusable,
+    /// No snapshot, or none that applies.
+    None,
 }
 
 /// Whether saving from `before` to `after` passed a multiple of the snapshot interval.

@@ -1,9 +1,12 @@
 //! Snapshots: an aggregate's encoded state at a version, so loading replays only the tail.
 //!
 //! A snapshot is keyed by stream (aggregate type and id) and carries the aggregate's
-//! [schema fingerprint](crate::Aggregate::SCHEMA_FINGERPRINT). The repository ignores a
-//! snapshot whose fingerprint differs, whose state does not decode, or whose version has no
-//! event in the stream (a snapshot ahead of the log), and replays from events.
+//! [snapshot fingerprint](crate::Aggregate::snapshot_fingerprint), which covers the serialized
+//! shape of the whole state. The repository ignores a snapshot it cannot use (a row that
+//! cannot be read, an unknown codec, another fingerprint, a state that does not decode, a
+//! version with no event in the stream) and replays from events: each such fallback is
+//! logged with its reason and counted, per repository and per snapshot store, and the next
+//! snapshot the policy takes replaces the unusable one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::codec::CodecId;
+use crate::codec::{CodecError, CodecId};
 use crate::store::StoreError;
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
@@ -32,15 +35,61 @@ pub struct Snapshot {
     pub taken_at: Timestamp,
 }
 
-/// Keeps the latest snapshot of each stream.
+/// Why the repository did not use a stored snapshot. Each is logged (at `warn`, with this as
+/// the reason) and counted, the aggregate is replayed from its events, and the next snapshot
+/// the policy takes replaces the unusable one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnusableSnapshot {
+    /// The stored row cannot be read (a damaged column, an unknown codec id).
+    #[error("its row cannot be read")]
+    Unreadable(#[source] StoreError),
+    /// It was taken under another schema fingerprint: the state's shape or the manual
+    /// `snapshot_version` changed since.
+    #[error(
+        "it was taken under another schema of the aggregate (fingerprint {stored:#018x}; now \
+         {current:#018x})"
+    )]
+    OtherSchema {
+        /// The fingerprint stored with the snapshot.
+        stored: u64,
+        /// The aggregate's fingerprint now.
+        current: u64,
+    },
+    /// The state does not decode into the aggregate.
+    #[error("its state does not decode")]
+    Undecodable {
+        /// The snapshot's version.
+        version: Version,
+        /// Why it does not decode.
+        #[source]
+        source: CodecError,
+    },
+    /// It claims a version the stream has no event for: the snapshot store outlived a
+    /// restored or truncated event store.
+    #[error(
+        "the stream has no event at the snapshot's version {version} (the snapshot is ahead of \
+         the event log)"
+    )]
+    AheadOfLog {
+        /// The snapshot's version.
+        version: Version,
+    },
+}
+
+/// Keeps the latest snapshot of each stream, and counts the snapshots its users found
+/// unusable.
 ///
 /// Every store of this crate implements it, so [`Repository::new`](crate::Repository::new)
 /// keeps snapshots in the event store itself.
 ///
 /// # Contract
 /// `save_snapshot` replaces the stream's snapshot only with one of a higher or equal version
-/// (an older snapshot arriving late never overwrites a newer one). `load_snapshot` returns the
-/// latest saved one, bytes unchanged.
+/// (an older snapshot arriving late never overwrites a newer one); `replace_snapshot` replaces
+/// it whatever is stored, even a row that cannot be read. `load_snapshot` returns the latest
+/// saved one, bytes unchanged, or [`StoreError::Corrupt`] for a row that cannot be read.
+/// `snapshot_fallbacks` is the number of `record_snapshot_fallback` calls on this store and
+/// its clones since it was opened.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot keep snapshots",
     label = "not a `SnapshotStore`",
@@ -53,11 +102,27 @@ pub trait SnapshotStore: Send + Sync {
         snapshot: Snapshot,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Saves `snapshot` as the stream's latest whatever is stored: the repository replaces a
+    /// snapshot it found unusable this way (damaged, ahead of the log, of another schema),
+    /// since a stored version that cannot be trusted must not block the replacement.
+    fn replace_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The latest snapshot of `stream`, if any.
     fn load_snapshot(
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Counts one snapshot of `stream` that a repository found unusable and replaced by a
+    /// replay from events.
+    fn record_snapshot_fallback(&self, stream: &StreamId);
+
+    /// How many snapshot fallbacks were recorded on this store (all repositories, all clones)
+    /// since it was opened.
+    fn snapshot_fallbacks(&self) -> u64;
 }
 
 /// A repository without snapshots: saves nothing, finds nothing.
@@ -105,8 +170,19 @@ impl SnapshotStore for NoSnapshots {
         Ok(())
     }
 
+    async fn replace_snapshot(&self, _snapshot: Snapshot) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn load_snapshot(&self, _stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(None)
+    }
+
+    /// Nothing is ever loaded, so nothing falls back.
+    fn record_snapshot_fallback(&self, _stream: &StreamId) {}
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        0
     }
 }
 
@@ -160,11 +236,23 @@ macro_rules! forward {
                 (**self).save_snapshot(snapshot)
             }
 
+            fn replace_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).replace_snapshot(snapshot)
+            }
+
             fn load_snapshot(
                 &self,
                 stream: &StreamId,
             ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
                 (**self).load_snapshot(stream)
+            }
+
+            fn record_snapshot_fallback(&self, stream: &StreamId) {
+                (**self).record_snapshot_fallback(stream);
+            }
+
+            fn snapshot_fallbacks(&self) -> u64 {
+                (**self).snapshot_fallbacks()
             }
         }
 

@@ -269,8 +269,22 @@ impl SnapshotStore for Broken {
         Ok(())
     }
 
+    async fn replace_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut snapshots = self.snapshots.lock().unwrap();
+        snapshots.insert(snapshot.stream.clone(), snapshot);
+        Ok(())
+    }
+
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.snapshots.lock().unwrap().get(stream).cloned())
+    }
+
+    fn record_snapshot_fallback(&self, stream: &StreamId) {
+        self.inner.record_snapshot_fallback(stream);
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        self.inner.snapshot_fallbacks()
     }
 }
 

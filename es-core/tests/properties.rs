@@ -284,7 +284,7 @@ proptest! {
             snapshots.save_snapshot(Snapshot {
                 stream: stream.clone(),
                 version: Version(k as u64),
-                fingerprint: Account::SCHEMA_FINGERPRINT,
+                fingerprint: Account::snapshot_fingerprint().unwrap(),
                 codec,
                 state: codec.encode(&replay(&events[..k])).expect("state encodes"),
                 taken_at: Timestamp::EPOCH,

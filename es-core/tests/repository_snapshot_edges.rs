@@ -13,7 +13,7 @@ fn snapshot_at(version: Version) -> Snapshot {
     Snapshot {
         stream: Account::stream_id("a-1"),
         version,
-        fingerprint: Account::SCHEMA_FINGERPRINT,
+        fingerprint: Account::snapshot_fingerprint().unwrap(),
         codec: CodecId::Json,
         state: CodecId::Json
             .encode(&Account::default())

@@ -146,7 +146,10 @@ async fn a_snapshot_is_taken_each_time_a_save_crosses_a_multiple_of_the_interval
     assert_eq!(taken, expected);
 
     let snapshot = stored_snapshot(&repository, "s").await.unwrap();
-    assert_eq!(snapshot.fingerprint, Account::SCHEMA_FINGERPRINT);
+    assert_eq!(
+        snapshot.fingerprint,
+        Account::snapshot_fingerprint().unwrap()
+    );
     assert_eq!(snapshot.codec, CodecId::Postcard);
     let state: Account = CodecId::Postcard.decode(&snapshot.state).unwrap();
     let at_ten = repository.load_at_version("s", Version(10)).await.unwrap();
@@ -207,7 +210,7 @@ async fn the_loaded_state_comes_from_the_snapshot() {
         .save_snapshot(Snapshot {
             stream: stream("proof"),
             version: Version(11),
-            fingerprint: Account::SCHEMA_FINGERPRINT,
+            fingerprint: Account::snapshot_fingerprint().unwrap(),
             codec: CodecId::Json,
             state: CodecId::Json.encode(&marked).unwrap(),
             taken_at: T0,
@@ -249,18 +252,22 @@ async fn an_unusable_snapshot_is_ignored_counted_and_replaced_by_a_full_replay()
         let cases: [(&str, u64, Vec<u8>); 4] = [
             (
                 "garbage bytes",
-                Account::SCHEMA_FINGERPRINT,
+                Account::snapshot_fingerprint().unwrap(),
                 garbage.clone(),
             ),
-            ("no bytes", Account::SCHEMA_FINGERPRINT, Vec::new()),
+            (
+                "no bytes",
+                Account::snapshot_fingerprint().unwrap(),
+                Vec::new(),
+            ),
             (
                 "a value of another shape",
-                Account::SCHEMA_FINGERPRINT,
+                Account::snapshot_fingerprint().unwrap(),
                 valid_json_wrong_shape.clone(),
             ),
             (
                 "another schema fingerprint",
-                Account::SCHEMA_FINGERPRINT ^ 1,
+                Account::snapshot_fingerprint().unwrap() ^ 1,
                 valid_state,
             ),
         ];
@@ -498,7 +505,7 @@ fn the_fallback_warning_says_why_the_snapshot_was_not_used() {
             replace_snapshot(
                 &repository,
                 "why",
-                Account::SCHEMA_FINGERPRINT,
+                Account::snapshot_fingerprint().unwrap(),
                 b"{}".to_vec(),
             )
             .await;

@@ -23,7 +23,8 @@ pub(crate) struct EventAttrs {
     pub(crate) upcast_from: Option<Path>,
 }
 
-/// `#[aggregate(name = "...", events(...), snapshot_every = N, event_enum = Ident)]` as written.
+/// `#[aggregate(name = "...", events(...), snapshot_every = N, snapshot_version = N,
+/// event_enum = Ident)]` as written.
 #[derive(Default)]
 pub(crate) struct AggregateAttrs {
     /// The aggregate type name.
@@ -32,6 +33,8 @@ pub(crate) struct AggregateAttrs {
     pub(crate) events: Option<EventList>,
     /// The snapshot interval.
     pub(crate) snapshot_every: Option<Number<u64>>,
+    /// The manual snapshot version, bumped when apply logic changes.
+    pub(crate) snapshot_version: Option<Number<u32>>,
     /// The name of the generated enum.
     pub(crate) event_enum: Option<Ident>,
 }
@@ -71,7 +74,13 @@ impl EventAttrs {
 }
 
 impl AggregateAttrs {
-    const KEYS: &'static [&'static str] = &["name", "events", "snapshot_every", "event_enum"];
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "events",
+        "snapshot_every",
+        "snapshot_version",
+        "event_enum",
+    ];
 
     /// Reads every `#[aggregate(...)]` in `attrs`, recording mistakes in `errors`.
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -87,6 +96,9 @@ impl AggregateAttrs {
                     "events" => parsed.events = event_list(meta, errors)?,
                     "snapshot_every" => {
                         parsed.snapshot_every = number(meta, "snapshot_every = 100", errors)?;
+                    }
+                    "snapshot_version" => {
+                        parsed.snapshot_version = number(meta, "snapshot_version = 2", errors)?;
                     }
                     "event_enum" => {
                         parsed.event_enum = path(meta, "event_enum = OrderEvent", errors)?

@@ -9,7 +9,7 @@
 //! ```text
 //! #[derive(Event)]      #[event(name = "Text"?, version = N?, upcast_from = Type?)]
 //! #[derive(Aggregate)]  #[aggregate(events(Type, ...), name = "text"?, snapshot_every = N?,
-//!                                   event_enum = Ident?)]
+//!                                   snapshot_version = N?, event_enum = Ident?)]
 //! ```
 //!
 //! | key | default | meaning |
@@ -20,6 +20,7 @@
 //! | `aggregate(events)` | required | the event types, each once, with distinct names |
 //! | `aggregate(name)` | the type name in `snake_case` | `Aggregate::TYPE`, the first half of its stream ids |
 //! | `aggregate(snapshot_every)` | never | take a snapshot every `N` events (`N` > 0) |
+//! | `aggregate(snapshot_version)` | `1` | bump when apply logic changes: older snapshots are ignored |
 //! | `aggregate(event_enum)` | the type name + `Event` | the name of the generated enum |
 //!
 //! An unknown or repeated key, a value of the wrong kind, `version = 0`, an upcast chain that
@@ -135,13 +136,17 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// - `name = "..."`: `Aggregate::TYPE`, the aggregate type, the first half of its stream ids
 ///   (default: the type name in `snake_case`).
 /// - `snapshot_every = N`: take a snapshot every `N` events (default: never).
+/// - `snapshot_version = N`: bump it (2, 3, ...) when apply logic changes what a state means
+///   without changing its shape, so snapshots taken under the old logic are ignored
+///   (default: 1; versions start at 1).
 /// - `event_enum = Name`: the generated enum (default: the type name followed by `Event`).
 ///
 /// Generated: `enum OrderEvent { OrderCreated(OrderCreated), ... }` with the aggregate's
 /// visibility, `From<Each>` impls and `impl EventSet` (the payload is the event struct alone,
 /// never the variant index), and `impl Aggregate`, whose `apply_event` dispatches to each
-/// `Apply` impl and whose `SCHEMA_FINGERPRINT` hashes the state's fields and the event list
-/// with each event's name and version.
+/// `Apply` impl and whose `SCHEMA_FINGERPRINT` hashes the state's fields, the event list
+/// with each event's name and version, and `snapshot_version`. Its `snapshot_fingerprint`
+/// adds the state's serde format, nested types included, traced once per type at run time.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -178,6 +178,20 @@ pub(crate) fn aggregate<'a>(
         None => None,
     };
 
+    let snapshot_version = match attrs.snapshot_version {
+        Some(version) if version.value == 0 => {
+            errors.spanned(
+                &version.literal,
+                "`#[aggregate(snapshot_version = 0)]` is invalid: snapshot versions start at 1 \
+                 (leave the key out until apply logic first changes, then write \
+                 `snapshot_version = 2`)",
+            );
+            None
+        }
+        Some(version) => Some(version.value),
+        None => None,
+    };
+
     let events = match attrs.events {
         None => {
             errors.spanned(
@@ -204,7 +218,7 @@ pub(crate) fn aggregate<'a>(
     let event_enum = attrs
         .event_enum
         .unwrap_or_else(|| Ident::new(&format!("{}Event", unraw(&input.ident)), Span::call_site()));
-    let schema_text = schema_text(input, &name, &events);
+    let schema_text = schema_text(input, &name, &events, snapshot_version);
 
     usable.then(|| AggregateModel {
         ident: &input.ident,
@@ -295,7 +309,15 @@ fn snake_case(name: &str) -> String {
 
 /// The schema of the aggregate's state as text: what a snapshot's bytes depend on. Field names,
 /// field types and serde attributes count; doc comments and other attributes do not.
-fn schema_text(input: &DeriveInput, name: &str, events: &[EventRef]) -> String {
+///
+/// The manual `snapshot_version` counts only when given, so adding `snapshot_version = 1`
+/// (the implied first version) keeps existing snapshots.
+fn schema_text(
+    input: &DeriveInput,
+    name: &str,
+    events: &[EventRef],
+    snapshot_version: Option<u32>,
+) -> String {
     let mut text = format!("aggregate {name}; struct {}", unraw(&input.ident));
     push_serde_attrs(&mut text, &input.attrs);
     if let Data::Struct(data) = &input.data {
@@ -324,6 +346,9 @@ fn schema_text(input: &DeriveInput, name: &str, events: &[EventRef]) -> String {
     for event in events {
         text.push(' ');
         text.push_str(&path_text(&event.path));
+    }
+    if let Some(version) = snapshot_version.filter(|version| *version > 1) {
+        text.push_str(&format!("; snapshot_version {version}"));
     }
     text
 }
@@ -357,7 +382,25 @@ mod tests {
         };
         let b: DeriveInput = syn::parse_quote! { struct Order { total: u64 } };
         let c: DeriveInput = syn::parse_quote! { struct Order { total: i64 } };
-        assert_eq!(schema_text(&a, "order", &[]), schema_text(&b, "order", &[]));
-        assert_ne!(schema_text(&b, "order", &[]), schema_text(&c, "order", &[]));
+        assert_eq!(
+            schema_text(&a, "order", &[], None),
+            schema_text(&b, "order", &[], None)
+        );
+        assert_ne!(
+            schema_text(&b, "order", &[], None),
+            schema_text(&c, "order", &[], None)
+        );
+    }
+
+    #[test]
+    fn schema_text_counts_snapshot_versions_after_the_first() {
+        let order: DeriveInput = syn::parse_quote! { struct Order { total: u64 } };
+        let unversioned = schema_text(&order, "order", &[], None);
+        assert_eq!(schema_text(&order, "order", &[], Some(1)), unversioned);
+        assert_ne!(schema_text(&order, "order", &[], Some(2)), unversioned);
+        assert_ne!(
+            schema_text(&order, "order", &[], Some(2)),
+            schema_text(&order, "order", &[], Some(3))
+        );
     }
 }

@@ -395,9 +395,9 @@ mod fingerprints {
             use super::super::{Aggregate, Apply, Deserialize, Serialize};
             use super::$events::Opened;
 
-            $(#[$attr])*
             #[derive(Aggregate, Default, Serialize, Deserialize)]
             #[aggregate(name = "account", events(Opened))]
+            $(#[$attr])*
             pub struct Account { $($fields)* }
 
             impl Apply<Opened> for Account {
@@ -442,6 +442,39 @@ mod fingerprints {
     pub mod newer_event {
         account!(v2, { pub balance: u64 });
     }
+    pub mod first_snapshot_version {
+        account!(v1, #[aggregate(snapshot_version = 1)] { pub balance: u64 });
+    }
+    pub mod second_snapshot_version {
+        account!(v1, #[aggregate(snapshot_version = 2)] { pub balance: u64 });
+    }
+    pub mod third_snapshot_version {
+        account!(v1, #[aggregate(snapshot_version = 3)] { pub balance: u64 });
+    }
+}
+
+#[test]
+fn snapshot_version_is_part_of_both_fingerprints_from_the_second_version() {
+    use fingerprints::{
+        base, first_snapshot_version, second_snapshot_version, third_snapshot_version,
+    };
+    // Version 1 is what an aggregate without the key has: adding it changes nothing.
+    assert_eq!(
+        first_snapshot_version::Account::SCHEMA_FINGERPRINT,
+        base::Account::SCHEMA_FINGERPRINT
+    );
+    assert_eq!(
+        first_snapshot_version::Account::snapshot_fingerprint(),
+        base::Account::snapshot_fingerprint()
+    );
+    let versions = [
+        base::Account::snapshot_fingerprint().unwrap(),
+        second_snapshot_version::Account::snapshot_fingerprint().unwrap(),
+        third_snapshot_version::Account::snapshot_fingerprint().unwrap(),
+    ];
+    assert_ne!(versions[0], versions[1]);
+    assert_ne!(versions[0], versions[2]);
+    assert_ne!(versions[1], versions[2]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The in-memory store: every guarantee of the durable stores except durability.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock};
@@ -27,6 +28,8 @@ pub struct InMemory {
     inner: Arc<Mutex<Inner>>,
     clock: Arc<dyn Clock>,
     wakeups: Arc<Wakeups>,
+    /// Snapshots found unusable by any repository over this store.
+    snapshot_fallbacks: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,7 @@ impl InMemory {
             inner: Arc::default(),
             clock: Arc::new(clock),
             wakeups: Arc::default(),
+            snapshot_fallbacks: Arc::default(),
         }
     }
 
@@ -312,8 +316,23 @@ impl SnapshotStore for InMemory {
         Ok(())
     }
 
+    async fn replace_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.lock()
+            .snapshots
+            .insert(snapshot.stream.clone(), snapshot);
+        Ok(())
+    }
+
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.lock().snapshots.get(stream).cloned())
+    }
+
+    fn record_snapshot_fallback(&self, _stream: &StreamId) {
+        self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        self.snapshot_fallbacks.load(Ordering::Relaxed)
     }
 }
 

@@ -204,6 +204,19 @@ fn aggregate_impl(model: &AggregateModel<'_>) -> TokenStream {
                 __hash
             };
 
+            fn snapshot_fingerprint() -> ::es_core::__private::core::result::Result<
+                ::es_core::__private::core::primitive::u64,
+                ::es_core::SchemaTraceError,
+            > {
+                static __FINGERPRINT: ::es_core::__private::std::sync::OnceLock<
+                    ::es_core::__private::core::result::Result<
+                        ::es_core::__private::core::primitive::u64,
+                        ::es_core::SchemaTraceError,
+                    >,
+                > = ::es_core::__private::std::sync::OnceLock::new();
+                ::es_core::__private::snapshot_fingerprint::<Self>(&__FINGERPRINT)
+            }
+
             #[inline]
             fn apply_event(&mut self, __event: &Self::Event) {
                 match *__event {

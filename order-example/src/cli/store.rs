@@ -157,8 +157,20 @@ impl SnapshotStore for AnyStore {
         delegate!(self, store => store.save_snapshot(snapshot).await)
     }
 
+    async fn replace_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        delegate!(self, store => store.replace_snapshot(snapshot).await)
+    }
+
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         delegate!(self, store => store.load_snapshot(stream).await)
+    }
+
+    fn record_snapshot_fallback(&self, stream: &StreamId) {
+        delegate!(self, store => store.record_snapshot_fallback(stream));
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        delegate!(self, store => store.snapshot_fallbacks())
     }
 }
 

@@ -209,3 +209,16 @@ impl Apply<OrderCancelled> for Order {
         self.cancellation_reason = Some(event.reason.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use es_core::Aggregate;
+
+    use super::Order;
+
+    #[test]
+    fn the_order_state_traces_so_its_snapshots_are_checked_against_its_whole_shape() {
+        let fingerprint = Order::snapshot_fingerprint().expect("every type in `Order` traces");
+        assert_ne!(fingerprint, Order::SCHEMA_FINGERPRINT);
+    }
+}

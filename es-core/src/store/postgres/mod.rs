@@ -78,6 +78,7 @@
 //! `COMMIT` had already been processed, so read the stream to learn which.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,6 +219,8 @@ struct Shared {
     schema: SchemaName,
     sql: Sql,
     clock: Arc<dyn Clock>,
+    /// Snapshots found unusable by any repository over this store.
+    snapshot_fallbacks: AtomicU64,
     /// The first key of the in-flight locks of this store, as `pg_advisory_xact_lock_shared`
     /// takes it.
     in_flight_tag: i32,
@@ -304,6 +307,7 @@ impl Postgres {
                 in_flight_tag: lock_key(&["in flight", schema.as_str()]) as i32,
                 positions_key: lock_key(&["positions", schema.as_str()]),
                 sql: Sql::new(&schema, &subscriptions.channel),
+                snapshot_fallbacks: AtomicU64::new(0),
                 schema,
                 clock: options.clock,
                 subscriptions,
@@ -525,27 +529,13 @@ impl EventStore for Postgres {
 
 impl SnapshotStore for Postgres {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let stream = &snapshot.stream;
-        check_text("aggregate type", stream.aggregate_type())?;
-        check_text("aggregate id", stream.aggregate_id())?;
-        let version = to_stored_bigint(snapshot.version.get(), "snapshot version")?;
-        let shared = &self.shared;
-        shared
-            .query(
-                &shared.sql.save_snapshot,
-                &[
-                    &stream.aggregate_type(),
-                    &stream.aggregate_id(),
-                    &version,
-                    // The same 64 bits in a signed column.
-                    &(snapshot.fingerprint as i64),
-                    &i16::from(snapshot.codec.as_u8()),
-                    &snapshot.state,
-                    &snapshot.taken_at.as_micros(),
-                ],
-            )
-            .await?;
-        Ok(())
+        self.write_snapshot(&self.shared.sql.save_snapshot, snapshot)
+            .await
+    }
+
+    async fn replace_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.write_snapshot(&self.shared.sql.replace_snapshot, snapshot)
+            .await
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
@@ -562,6 +552,43 @@ impl SnapshotStore for Postgres {
         rows.first()
             .map(|row| rows::snapshot(stream, row))
             .transpose()
+    }
+
+    fn record_snapshot_fallback(&self, _stream: &StreamId) {
+        self.shared
+            .snapshot_fallbacks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        self.shared.snapshot_fallbacks.load(Ordering::Relaxed)
+    }
+}
+
+impl Postgres {
+    /// Runs the upsert `sql` (conditional or not) with `snapshot`'s values.
+    async fn write_snapshot(&self, sql: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        let stream = &snapshot.stream;
+        check_text("aggregate type", stream.aggregate_type())?;
+        check_text("aggregate id", stream.aggregate_id())?;
+        let version = to_stored_bigint(snapshot.version.get(), "snapshot version")?;
+        let shared = &self.shared;
+        shared
+            .query(
+                sql,
+                &[
+                    &stream.aggregate_type(),
+                    &stream.aggregate_id(),
+                    &version,
+                    // The same 64 bits in a signed column.
+                    &(snapshot.fingerprint as i64),
+                    &i16::from(snapshot.codec.as_u8()),
+                    &snapshot.state,
+                    &snapshot.taken_at.as_micros(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 }
 

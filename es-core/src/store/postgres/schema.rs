@@ -131,6 +131,8 @@ pub(super) struct Sql {
     pub notify: String,
     /// Upserts a snapshot unless a newer one is stored.
     pub save_snapshot: String,
+    /// Upserts a snapshot whatever is stored (its version may be unreadable).
+    pub replace_snapshot: String,
     /// `$1, $2` the stream.
     pub load_snapshot: String,
     /// Upserts a projection's state and checkpoint.
@@ -238,6 +240,14 @@ impl Sql {
                  SET version = excluded.version, fingerprint = excluded.fingerprint,
                      codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at
                  WHERE stored.version <= excluded.version"
+            ),
+            replace_snapshot: format!(
+                "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
+                     fingerprint, codec, state, taken_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                 SET version = excluded.version, fingerprint = excluded.fingerprint,
+                     codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at"
             ),
             load_snapshot: format!(
                 "SELECT version, fingerprint, codec, state, taken_at FROM {s}.snapshots

@@ -75,6 +75,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -239,6 +240,8 @@ pub struct Sqlite {
     read_connections: usize,
     clock: Arc<dyn Clock>,
     subscriptions: Arc<Subscriptions>,
+    /// Snapshots found unusable by any repository over this store.
+    snapshot_fallbacks: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Sqlite {
@@ -340,6 +343,7 @@ impl Sqlite {
             read_connections: options.read_connections,
             clock: Arc::clone(&options.clock),
             subscriptions,
+            snapshot_fallbacks: Arc::default(),
         };
         for opened in readers_opened {
             opened.await.map_err(|_| StoreError::Closed)??;
@@ -498,8 +502,29 @@ impl EventStore for Sqlite {
 
 impl SnapshotStore for Sqlite {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.request(move |reply| Request::SaveSnapshot { snapshot, reply })
-            .await
+        self.request(move |reply| Request::SaveSnapshot {
+            snapshot,
+            replace: false,
+            reply,
+        })
+        .await
+    }
+
+    async fn replace_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.request(move |reply| Request::SaveSnapshot {
+            snapshot,
+            replace: true,
+            reply,
+        })
+        .await
+    }
+
+    fn record_snapshot_fallback(&self, _stream: &StreamId) {
+        self.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        self.snapshot_fallbacks.load(Ordering::Relaxed)
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {

@@ -38,6 +38,13 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO snapshots (aggregate_type, aggregate_
      fingerprint = excluded.fingerprint, codec = excluded.codec, state = excluded.state, \
      taken_at = excluded.taken_at WHERE excluded.version >= snapshots.version";
 
+/// Replaces a stream's snapshot whatever is stored (its version may be unreadable).
+const REPLACE_SNAPSHOT: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, \
+     fingerprint, codec, state, taken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = excluded.version, \
+     fingerprint = excluded.fingerprint, codec = excluded.codec, state = excluded.state, \
+     taken_at = excluded.taken_at";
+
 const UPSERT_PROJECTION: &str = "INSERT INTO projections (name, position, codec, state, saved_at) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
      codec = excluded.codec, state = excluded.state, saved_at = excluded.saved_at";
@@ -59,10 +66,12 @@ pub(super) enum Request {
     Append(Append),
     /// Append batches to several streams, all or none.
     AppendStreams(AppendStreams),
-    /// Save a snapshot unless a newer one is stored.
+    /// Save a snapshot unless a newer one is stored, or whatever is stored (`replace`).
     SaveSnapshot {
         /// The snapshot.
         snapshot: Snapshot,
+        /// Whether to replace the stored one even if its version is higher.
+        replace: bool,
         /// Where the outcome goes.
         reply: Reply<()>,
     },
@@ -355,9 +364,11 @@ impl Writer {
                 let result = self.append_streams(&append.batches);
                 Done::AppendStreams(append.reply, result)
             }
-            Request::SaveSnapshot { snapshot, reply } => {
-                Done::Saved(reply, self.save_snapshot(&snapshot))
-            }
+            Request::SaveSnapshot {
+                snapshot,
+                replace,
+                reply,
+            } => Done::Saved(reply, self.save_snapshot(&snapshot, replace)),
             Request::SaveProjection { saved, reply } => {
                 Done::Saved(reply, self.save_projection(&saved))
             }
@@ -474,10 +485,14 @@ impl Writer {
         })
     }
 
-    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+    fn save_snapshot(&self, snapshot: &Snapshot, replace: bool) -> Result<(), StoreError> {
         let version = to_sql_integer(snapshot.version.get(), "snapshot version")?;
         self.connection
-            .prepare_cached(UPSERT_SNAPSHOT)
+            .prepare_cached(if replace {
+                REPLACE_SNAPSHOT
+            } else {
+                UPSERT_SNAPSHOT
+            })
             .and_then(|mut statement| {
                 statement.execute(params![
                     snapshot.stream.aggregate_type(),

@@ -107,6 +107,21 @@ impl<S: SnapshotStore, G: Send + Sync> SnapshotStore for Guarded<S, G> {
         self.store.save_snapshot(snapshot)
     }
 
+    fn replace_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.replace_snapshot(snapshot)
+    }
+
+    fn record_snapshot_fallback(&self, stream: &StreamId) {
+        self.store.record_snapshot_fallback(stream);
+    }
+
+    fn snapshot_fallbacks(&self) -> u64 {
+        self.store.snapshot_fallbacks()
+    }
+
     fn load_snapshot(
         &self,
         stream: &StreamId,

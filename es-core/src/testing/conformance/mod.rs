@@ -269,6 +269,11 @@ checks! {
     /// Of many snapshots of one stream saved concurrently, in any order, the one of the highest
     /// version is the one kept.
     side_stores::concurrent_snapshot_saves_keep_the_highest_version;
+    /// `replace_snapshot` replaces the stored snapshot whatever its version (a snapshot found
+    /// unusable, for example ahead of the log), and only that stream's.
+    side_stores::replace_snapshot_replaces_whatever_is_stored;
+    /// `snapshot_fallbacks` counts every `record_snapshot_fallback` call.
+    side_stores::snapshot_fallbacks_are_counted_per_store;
     /// A saved projection loads back unchanged, and saving again replaces it, even with a lower
     /// position (a rebuild); an unknown name loads `None`.
     side_stores::projection_round_trips_and_is_replaced;
@@ -360,6 +365,8 @@ macro_rules! __conformance_tests {
             older_snapshot_does_not_replace_newer
             snapshots_are_kept_per_stream
             concurrent_snapshot_saves_keep_the_highest_version
+            replace_snapshot_replaces_whatever_is_stored
+            snapshot_fallbacks_are_counted_per_store
             projection_round_trips_and_is_replaced
             projections_are_kept_per_name
         );

@@ -74,6 +74,65 @@ pub(super) async fn snapshot_round_trips_unchanged<S: Store>(store: S, clock: Ma
     );
 }
 
+pub(super) async fn replace_snapshot_replaces_whatever_is_stored<S: Store>(
+    store: S,
+    clock: ManualClock,
+) {
+    let replaced = stream("snapshot-replaced");
+    let other = stream("snapshot-replaced-other");
+    let at = clock.now();
+    let ahead = snapshot(&replaced, 1_000, b"ahead of the log".to_vec(), at);
+    save_snapshot(&store, ahead).await;
+    let kept = snapshot(&other, 1_000, b"another stream".to_vec(), at);
+    save_snapshot(&store, kept.clone()).await;
+
+    let replacement = snapshot(&replaced, 6, b"version six".to_vec(), at);
+    store
+        .replace_snapshot(replacement.clone())
+        .await
+        .unwrap_or_else(|error| panic!("replace_snapshot failed: {error:?}"));
+    assert_eq!(
+        load_snapshot(&store, &replaced).await,
+        Some(replacement.clone()),
+        "replace_snapshot must replace a stored snapshot of a higher version"
+    );
+    assert_eq!(
+        load_snapshot(&store, &other).await,
+        Some(kept),
+        "replace_snapshot must leave other streams' snapshots alone"
+    );
+    // Afterwards the ordinary rule holds again.
+    save_snapshot(&store, snapshot(&replaced, 5, b"late".to_vec(), at)).await;
+    assert_eq!(load_snapshot(&store, &replaced).await, Some(replacement));
+
+    let fresh = stream("snapshot-replaced-fresh");
+    let first = snapshot(&fresh, 3, b"first".to_vec(), at);
+    store
+        .replace_snapshot(first.clone())
+        .await
+        .unwrap_or_else(|error| panic!("replace_snapshot failed: {error:?}"));
+    assert_eq!(
+        load_snapshot(&store, &fresh).await,
+        Some(first),
+        "replace_snapshot must store a stream's first snapshot"
+    );
+}
+
+pub(super) async fn snapshot_fallbacks_are_counted_per_store<S: Store>(
+    store: S,
+    _clock: ManualClock,
+) {
+    let before = store.snapshot_fallbacks();
+    store.record_snapshot_fallback(&stream("fallback-one"));
+    store.record_snapshot_fallback(&stream("fallback-two"));
+    store.record_snapshot_fallback(&stream("fallback-one"));
+    assert_eq!(
+        store.snapshot_fallbacks(),
+        before + 3,
+        "every recorded fallback must be counted"
+    );
+}
+
 pub(super) async fn older_snapshot_does_not_replace_newer<S: Store>(store: S, clock: ManualClock) {
     let stream = stream("snapshot-order");
     let at = clock.now();
