@@ -348,7 +348,8 @@ fn schema_text(
         text.push_str(&path_text(&event.path));
     }
     if let Some(version) = snapshot_version.filter(|version| *version > 1) {
-        text.push_str(&format!("; snapshot_version {version}"));
+        text.push_str("; snapshot_version ");
+        text.push_str(&version.to_string());
     }
     text
 }
