@@ -391,7 +391,10 @@ async fn repository_new_snapshots_by_default_into_its_own_event_store() {
         .unwrap()
         .expect("a snapshot without any `with_snapshots`");
     assert_eq!(snapshot.version, Version(SNAPSHOT_EVERY));
-    assert_eq!(snapshot.fingerprint, Account::SCHEMA_FINGERPRINT);
+    assert_eq!(
+        snapshot.fingerprint,
+        Account::snapshot_fingerprint().unwrap()
+    );
     assert_eq!(
         repository
             .snapshots()
@@ -431,7 +434,7 @@ async fn without_snapshots_opts_out_of_snapshots_by_default() {
     let snapshot = Snapshot {
         stream: stream("n"),
         version: planted.current_version(),
-        fingerprint: Account::SCHEMA_FINGERPRINT,
+        fingerprint: Account::snapshot_fingerprint().unwrap(),
         codec: CodecId::Json,
         state: CodecId::Json.encode(planted.state()).unwrap(),
         taken_at: T0,

@@ -150,6 +150,15 @@ impl Sql {
             "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
              FROM {s}.events_global_position_seq"
         );
+        // Replaces whatever is stored; `save_snapshot` adds the newer-wins condition.
+        let replace_snapshot = format!(
+            "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
+                 fingerprint, codec, state, taken_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+             SET version = excluded.version, fingerprint = excluded.fingerprint,
+                 codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at"
+        );
         Sql {
             lock_stream: "SELECT pg_advisory_xact_lock($1)".to_owned(),
             // `unnest` yields the keys in array order and the aggregate calls the lock
@@ -232,23 +241,8 @@ impl Sql {
             read_page: read_page_sql(&s),
             // Delivered at commit, once per transaction however often it is sent.
             notify: format!("NOTIFY \"{channel}\""),
-            save_snapshot: format!(
-                "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
-                     fingerprint, codec, state, taken_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                 SET version = excluded.version, fingerprint = excluded.fingerprint,
-                     codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at
-                 WHERE stored.version <= excluded.version"
-            ),
-            replace_snapshot: format!(
-                "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
-                     fingerprint, codec, state, taken_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                 SET version = excluded.version, fingerprint = excluded.fingerprint,
-                     codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at"
-            ),
+            save_snapshot: format!("{replace_snapshot}\n WHERE stored.version <= excluded.version"),
+            replace_snapshot,
             load_snapshot: format!(
                 "SELECT version, fingerprint, codec, state, taken_at FROM {s}.snapshots
                  WHERE aggregate_type = $1 AND aggregate_id = $2"
