@@ -141,6 +141,21 @@ pub(super) struct Sql {
     pub load_projection: String,
 }
 
+/// The snapshot upserts for the quoted schema `s`: the one that keeps a newer stored snapshot,
+/// and the one that replaces whatever is stored.
+fn snapshot_upserts(s: &str) -> (String, String) {
+    let replace = format!(
+        "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
+             fingerprint, codec, state, taken_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+         SET version = excluded.version, fingerprint = excluded.fingerprint,
+             codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at"
+    );
+    let save = format!("{replace}\n WHERE stored.version <= excluded.version");
+    (save, replace)
+}
+
 impl Sql {
     /// The statements for the tables in `schema`, notifying `channel` (a validated
     /// identifier) of appends.
@@ -150,15 +165,7 @@ impl Sql {
             "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
              FROM {s}.events_global_position_seq"
         );
-        // Replaces whatever is stored; `save_snapshot` adds the newer-wins condition.
-        let replace_snapshot = format!(
-            "INSERT INTO {s}.snapshots AS stored (aggregate_type, aggregate_id, version,
-                 fingerprint, codec, state, taken_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-             SET version = excluded.version, fingerprint = excluded.fingerprint,
-                 codec = excluded.codec, state = excluded.state, taken_at = excluded.taken_at"
-        );
+        let (save_snapshot, replace_snapshot) = snapshot_upserts(&s);
         Sql {
             lock_stream: "SELECT pg_advisory_xact_lock($1)".to_owned(),
             // `unnest` yields the keys in array order and the aggregate calls the lock
@@ -241,7 +248,7 @@ impl Sql {
             read_page: read_page_sql(&s),
             // Delivered at commit, once per transaction however often it is sent.
             notify: format!("NOTIFY \"{channel}\""),
-            save_snapshot: format!("{replace_snapshot}\n WHERE stored.version <= excluded.version"),
+            save_snapshot,
             replace_snapshot,
             load_snapshot: format!(
                 "SELECT version, fingerprint, codec, state, taken_at FROM {s}.snapshots
