@@ -149,10 +149,11 @@ fn check_inventory(models: &ProjectionRegistry) {
                 .sum()
         };
         assert_eq!(
-            level.on_hand + level.shipped,
-            INITIAL_STOCK,
+            level.on_hand + i64::try_from(level.shipped).unwrap(),
+            i64::try_from(INITIAL_STOCK).unwrap(),
             "{product}: {level:?}"
         );
+        assert!(!level.is_oversold(), "{product}: {level:?}");
         assert_eq!(level.shipped, held_by(&[OrderStatus::Shipped]), "{product}");
         assert_eq!(
             level.reserved,

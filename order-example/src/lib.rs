@@ -2,10 +2,12 @@
 //!
 //! 1. [`values`]: [`Money`] in integer minor units and typed ids.
 //! 2. [`domain`]: the write side. Six events, the [`Order`] aggregate, and commands that
-//!    enforce the business rules.
-//! 3. [`read_models`]: the read side. Three projections over the same events, each keyed by
+//!    enforce the business rules; the [`Product`] aggregate keeps each product's stock.
+//! 3. [`fulfillment`]: order commands that take or give back stock, saved with the products'
+//!    events in one atomic multi-stream append, so stock can never be oversold.
+//! 4. [`read_models`]: the read side. Three projections over the same events, each keyed by
 //!    what it answers: orders, products, customers.
-//! 4. [`load`]: a deterministic generator of valid order histories, for benchmarks and the
+//! 5. [`load`]: a deterministic generator of valid order histories, for benchmarks and the
 //!    program's `generate` command.
 //!
 //! The program (`cargo run -p order-example`) wires these to a store and shows the whole usage
@@ -57,12 +59,14 @@
 //! ```
 
 pub mod domain;
+pub mod fulfillment;
 pub mod load;
 pub mod read_models;
 pub mod values;
 
 pub use domain::{
     Order, OrderCancelled, OrderCommand, OrderCreated, OrderError, OrderEvent, OrderItemAdded,
-    OrderItemRemoved, OrderLine, OrderShipped, OrderStatus, PaymentProcessed,
+    OrderItemRemoved, OrderLine, OrderShipped, OrderStatus, PaymentProcessed, Product,
+    ProductEvent, StockError, StockReceived, StockReleased, StockReserved, StockShipped,
 };
 pub use values::{CustomerId, Money, OrderId, ParseMoneyError, ProductId};

@@ -26,14 +26,15 @@ fn without_arguments_the_tour_runs_on_a_sqlite_file_in_the_current_directory() {
         "Event store: SQLite file `orders.db` (0 events before this run)",
         "1. Create an order and apply business operations",
         "2. Save",
-        "3. Pay and ship",
-        "4. The aggregate enforces the business rules",
+        "3. Pay, then ship",
+        "4. The aggregates enforce the business rules",
+        "refused: out of stock: `lamp` has 4999 available, 5000 requested",
         "refused: a payment of 10.00 does not match the order total of 45.00",
         "cancel shipped order-0001: refused: the order is shipped and can no longer change",
         "5. Optimistic concurrency",
         "version conflict on stream `order/order-0001`: expected version 4, found version 5",
         "6. Update the projections",
-        "3 read models applied 8 new events; all at position 8",
+        "3 read models applied 17 new events; all at position 17",
         "7. Query the read models",
         "8. Temporal queries",
         "order-0001 at version 3:  open, 3 items, total 59.00",
@@ -51,7 +52,7 @@ fn the_tour_runs_again_on_the_same_file_with_new_orders() {
     let workspace = Workspace::new();
     assert_eq!(tour(&workspace).0, "order-0001");
     let second = workspace.success(&[]);
-    assert!(second.contains("(8 events before this run)"), "{second}");
+    assert!(second.contains("(17 events before this run)"), "{second}");
     assert!(second.contains("order-0003 for customer alice"), "{second}");
     assert!(second.contains("order-0004 for customer bob"), "{second}");
 
@@ -77,7 +78,7 @@ fn the_tour_in_json_describes_the_orders_it_created() {
     assert_eq!(demo["orders"][0]["total"], 5_900);
     assert_eq!(demo["orders"][0]["version"], 5);
     assert_eq!(demo["orders"][1]["status"], "Cancelled");
-    assert_eq!(demo["position"], 8);
+    assert_eq!(demo["position"], 17);
     assert_eq!(demo["order_count"], 2);
 }
 
@@ -138,7 +139,9 @@ fn history_lists_every_event_of_an_order() {
         events[1]["payload"],
         json!({ "product_id": "mug", "quantity": 2, "unit_price": 1_250 })
     );
-    assert_eq!(events[4]["global_position"], 5);
+    // Positions 4-7 hold the mug's and the teapot's stock, saved with the first three.
+    assert_eq!(events[3]["global_position"], 8);
+    assert_eq!(events[4]["global_position"], 9);
 
     let text = workspace.success(&["history", &bob]);
     assert!(text.starts_with("order order-0002: 3 events"), "{text}");
@@ -185,7 +188,7 @@ fn read_models_show_the_present_and_the_past() {
     let (alice, bob, paid_at) = tour(&workspace);
 
     let now = workspace.json(&["read-models"]);
-    assert_eq!(now["position"], 8);
+    assert_eq!(now["position"], 17);
     assert_eq!(now["as_of"], Value::Null);
     assert_eq!(now["customer_count"], 2);
     let statuses: Vec<_> = now["orders"]
@@ -213,7 +216,7 @@ fn read_models_show_the_present_and_the_past() {
         mugs["inventory"],
         json!([{
             "product_id": "mug", "on_hand": 5_000, "reserved": 2, "available": 4_998,
-            "shipped": 0, "shortage": 0
+            "shipped": 0, "shortage": 0, "oversold": false
         }])
     );
 
@@ -237,16 +240,21 @@ fn read_models_show_the_present_and_the_past() {
     assert!(!filtered.contains("Order summaries"), "{filtered}");
 }
 
+/// `--initial-stock` is what a product gets the first time an order reserves it; from then on
+/// the log holds the product's stock, and the read models follow the log.
 #[test]
-fn read_models_follow_the_initial_stock_option() {
+fn the_initial_stock_option_stocks_new_products_and_the_log_keeps_it() {
     let workspace = Workspace::new();
-    tour(&workspace);
+    workspace.json(&["--initial-stock", "10"]);
     let mugs = workspace.json(&["read-models", "--initial-stock", "10", "--product", "mug"]);
     assert_eq!(mugs["inventory"][0]["on_hand"], 8);
     assert_eq!(mugs["inventory"][0]["shipped"], 2);
-    // Back to the default: the read models saved under 10 units are not reused.
+    // Another option value does not change recorded stock.
     let mugs = workspace.json(&["read-models", "--product", "mug"]);
-    assert_eq!(mugs["inventory"][0]["on_hand"], 4_998);
+    assert_eq!(mugs["inventory"][0]["on_hand"], 8);
+    // A product never reserved shows the option's stock.
+    let vases = workspace.json(&["read-models", "--initial-stock", "7", "--product", "vase"]);
+    assert_eq!(vases["inventory"][0]["on_hand"], 7);
 }
 
 #[test]
@@ -254,8 +262,8 @@ fn rebuild_replays_the_whole_log_and_saves_the_read_models() {
     let workspace = Workspace::new();
     tour(&workspace);
     let rebuilt = workspace.json(&["rebuild"]);
-    assert_eq!(rebuilt["events"], 8);
-    assert_eq!(rebuilt["position"], 8);
+    assert_eq!(rebuilt["events"], 17);
+    assert_eq!(rebuilt["position"], 17);
     assert_eq!(
         rebuilt["read_models"],
         json!(["order-summaries", "inventory", "customer-histories"])
@@ -264,13 +272,13 @@ fn rebuild_replays_the_whole_log_and_saves_the_read_models() {
 
     let text = workspace.success(&["rebuild"]);
     assert!(
-        text.starts_with("rebuilt 3 read models from 8 events in "),
+        text.starts_with("rebuilt 3 read models from 17 events in "),
         "{text}"
     );
     // Saved: the next query applies nothing new.
     let models = workspace.success(&["read-models"]);
     assert!(
-        models.starts_with("read models at position 8 (0 new events applied)"),
+        models.starts_with("read models at position 17 (0 new events applied)"),
         "{models}"
     );
 }
@@ -342,14 +350,8 @@ fn the_tour_runs_on_postgresql_when_a_server_is_configured() {
         println!("PostgreSQL run skipped: ES_POSTGRES_URL not set");
         return;
     };
-    let schema = format!(
-        "order_example_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_micros())
-    );
-    let _drop = DropSchema {
+    let schema = support::unique_schema("order_example");
+    let _drop = support::DropSchema {
         url: url.clone(),
         schema: schema.clone(),
     };
@@ -365,40 +367,6 @@ fn the_tour_runs_on_postgresql_when_a_server_is_configured() {
     let history = workspace.json(&[&store[..], &["history", "order-0001"]].concat());
     assert_eq!(history["events"].as_array().map(Vec::len), Some(5));
     let rebuilt = workspace.json(&[&store[..], &["rebuild"]].concat());
-    assert_eq!(rebuilt["events"], 8);
+    assert_eq!(rebuilt["events"], 17);
     assert!(!workspace.path().join("orders.db").exists());
-}
-
-/// Drops the test's PostgreSQL schema, also when the test fails.
-#[cfg(feature = "postgres")]
-struct DropSchema {
-    url: String,
-    schema: String,
-}
-
-#[cfg(feature = "postgres")]
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let statement = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-        let url = self.url.clone();
-        let dropped = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| error.to_string())
-            .and_then(|runtime| {
-                runtime.block_on(async {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    let driver = tokio::spawn(connection);
-                    let result = client.batch_execute(&statement).await;
-                    drop(client);
-                    let _ = driver.await;
-                    result.map_err(|error| error.to_string())
-                })
-            });
-        if let Err(error) = dropped {
-            eprintln!("could not drop schema {}: {error}", self.schema);
-        }
-    }
 }

@@ -8,8 +8,11 @@ use es_core::{
     Aggregate, AggregateRoot, AppendOutcome, AsOf, EventStore, ProjectionRegistry, Repository,
     Timestamp, Version, VersionRange,
 };
+use order_example::fulfillment::FulfillmentError;
 use order_example::read_models::{CustomerHistories, Inventory, OrderSummaries};
-use order_example::{CustomerId, Money, Order, OrderError, OrderEvent, OrderId, ProductId};
+use order_example::{
+    CustomerId, Money, Order, OrderCommand, OrderError, OrderEvent, OrderId, ProductId,
+};
 use serde_json::json;
 
 use super::output::{self, OrderView};
@@ -132,12 +135,22 @@ impl<'a> Tour<'a> {
     async fn save_it(&mut self) -> anyhow::Result<()> {
         writeln!(
             self.out,
-            "2. Save: the repository appends them to the order's stream, expecting no stream yet"
+            "2. Save with the stock: the same commands run on the stored order, each item reserves \
+             its product's stock,\n   and the order and the products are appended together, \
+             atomically (each stream at the version loaded)"
         )?;
-        let saved = save(self.orders(), &mut self.alice).await?;
+        let commands = [
+            OrderCommand::Create {
+                customer_id: CustomerId::new("alice"),
+            },
+            add_item(MUG, 2),
+            add_item(TEAPOT, 1),
+        ];
+        let saved = self.fulfill(&self.alice_id(), &commands).await?;
         writeln!(
             self.out,
-            "   saved versions 1-{} at global positions {}-{}\n",
+            "   saved versions 1-{} at global positions {}-{}, with the mug's and the teapot's \
+             reservations\n",
             saved.version,
             saved.position.get() + 1 - saved.version.get(),
             saved.position
@@ -149,11 +162,13 @@ impl<'a> Tour<'a> {
     async fn pay_and_ship(&mut self) -> anyhow::Result<()> {
         writeln!(
             self.out,
-            "3. Pay and ship, saving after each command (expecting the version loaded)"
+            "3. Pay, then ship (which takes the reserved units off each product's shelf in the \
+             same append)"
         )?;
         let total = self.alice.state().total();
-        self.alice.execute(|order| order.pay(total))?;
-        let paid = save(self.orders(), &mut self.alice).await?;
+        let paid = self
+            .fulfill(&self.alice_id(), &[OrderCommand::Pay { amount: total }])
+            .await?;
         self.paid_at = recorded_at(&self.context.store, &self.alice_id(), paid.version).await?;
         writeln!(
             self.out,
@@ -164,8 +179,10 @@ impl<'a> Tour<'a> {
             self.paid_at
         )?;
         let tracking = format!("TRK-{}", self.alice.id().trim_start_matches("order-"));
-        self.alice.execute(|order| order.ship(tracking.as_str()))?;
-        let shipped = save(self.orders(), &mut self.alice).await?;
+        let ship = OrderCommand::Ship {
+            tracking_number: tracking.clone(),
+        };
+        let shipped = self.fulfill(&self.alice_id(), &[ship]).await?;
         writeln!(
             self.out,
             "   shipped {tracking:<11} version {}, position {}\n",
@@ -174,19 +191,47 @@ impl<'a> Tour<'a> {
         Ok(())
     }
 
+    /// Runs `commands` on `order` with their stock effects and keeps the saved order: what
+    /// the append wrote to the order's stream.
+    async fn fulfill(
+        &mut self,
+        order: &OrderId,
+        commands: &[OrderCommand],
+    ) -> anyhow::Result<AppendOutcome> {
+        let fulfilled = self
+            .context
+            .fulfillment
+            .execute(order, commands)
+            .await
+            .with_context(|| format!("cannot save order `{order}`"))?;
+        let outcome = fulfilled
+            .outcomes
+            .first()
+            .copied()
+            .with_context(|| format!("order `{order}` had nothing to save"))?;
+        if order.as_str() == self.alice.id() {
+            self.alice = fulfilled.order;
+        } else {
+            self.bob = fulfilled.order;
+        }
+        Ok(outcome)
+    }
+
     async fn enforce_the_rules(&mut self) -> anyhow::Result<()> {
-        let out = &mut self.out;
         writeln!(
-            out,
-            "4. The aggregate enforces the business rules before anything is recorded"
+            self.out,
+            "4. The aggregates enforce the business rules before anything is recorded"
         )?;
+        let bob_id = OrderId::new(self.bob.id());
+        let create = OrderCommand::Create {
+            customer_id: CustomerId::new("bob"),
+        };
+        self.fulfill(&bob_id, &[create, add_item(LAMP, 1)]).await?;
+        let out = &mut self.out;
         let bob = &mut self.bob;
-        bob.execute(|order| order.create(CustomerId::new("bob")))?;
-        bob.execute(|order| order.add_item(product(LAMP), 1, price(LAMP)))?;
-        save(&self.context.orders, bob).await?;
         writeln!(
             out,
-            "   {} for customer bob: 1 × lamp at {}, saved",
+            "   {} for customer bob: 1 × lamp at {}, saved with the lamp's reservation",
             bob.id(),
             price(LAMP)
         )?;
@@ -204,12 +249,36 @@ impl<'a> Tour<'a> {
         refuse(out, alice, "cancel shipped", |order| {
             order.cancel("too late")
         })?;
-        bob.execute(|order| order.cancel("changed their mind"))?;
-        let cancelled = save(&self.context.orders, bob).await?;
+        let lamps = self
+            .context
+            .fulfillment
+            .products()
+            .load(product(LAMP).as_str())
+            .await?
+            .state()
+            .available();
+        let too_many = u32::try_from(lamps.saturating_add(1)).unwrap_or(u32::MAX);
+        match self
+            .context
+            .fulfillment
+            .execute(&bob_id, &[add_item(LAMP, too_many)])
+            .await
+        {
+            Err(error) if FulfillmentError::is_out_of_stock_error(&error) => writeln!(
+                self.out,
+                "   add {too_many} lamps to {bob_id}: refused: {}",
+                error_reason(&error)
+            )?,
+            Err(error) => return Err(error).context("cannot add lamps to bob's order"),
+            Ok(_) => bail!("{too_many} lamps were reserved with only {lamps} available"),
+        }
+        let cancel = OrderCommand::Cancel {
+            reason: "changed their mind".to_owned(),
+        };
+        let cancelled = self.fulfill(&bob_id, &[cancel]).await?;
         writeln!(
-            out,
-            "   cancel {}: accepted, saved as version {}\n",
-            bob.id(),
+            self.out,
+            "   cancel {bob_id}: accepted, saved as version {} with the lamp released\n",
             cancelled.version
         )?;
         Ok(())
@@ -445,14 +514,21 @@ async fn unused_order_number(orders: &Orders, from: usize) -> anyhow::Result<usi
     Ok(number)
 }
 
-/// Saves the pending events of `root`: what the append wrote.
-async fn save(orders: &Orders, root: &mut AggregateRoot<Order>) -> anyhow::Result<AppendOutcome> {
-    let id = root.id().to_owned();
-    orders
-        .save(root)
-        .await
-        .with_context(|| format!("cannot save order `{id}`"))?
-        .with_context(|| format!("order `{id}` had nothing to save"))
+/// A command adding `quantity` units of a tour product at its price.
+fn add_item(item: (&str, u64), quantity: u32) -> OrderCommand {
+    OrderCommand::AddItem {
+        product_id: product(item),
+        quantity,
+        unit_price: price(item),
+    }
+}
+
+/// The rule a refused command broke.
+fn error_reason(error: &es_core::CommandError<FulfillmentError>) -> String {
+    match error {
+        es_core::CommandError::Rejected(refusal) => refusal.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// When event `version` of `order` was recorded.

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use es_core::{GlobalPosition, Repository, Timestamp};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use order_example::fulfillment::Fulfillment;
 use order_example::load::DEFAULT_STOCK;
 use order_example::Order;
 
@@ -40,7 +41,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// Units of every product the inventory read model starts with.
+    /// Units every product starts with: a product gets them (a `StockReceived` on its own
+    /// stream) the first time an order reserves it; the inventory read model also uses them for
+    /// products whose stock was never recorded (logs of older releases).
     #[arg(long, global = true, value_name = "UNITS", default_value_t = DEFAULT_STOCK)]
     initial_stock: u64,
 
@@ -132,6 +135,8 @@ struct Context {
     /// The `--store` text, to show commands that reach the same store.
     store_spec: String,
     orders: Repository<Order, AnyStore>,
+    /// Order commands with their stock effects, saved atomically.
+    fulfillment: Fulfillment<AnyStore>,
     json: bool,
     initial_stock: u64,
 }
@@ -159,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = AnyStore::open(&cli.store, cli.postgres_schema.as_deref()).await?;
     let context = Context {
         orders: Repository::new(store.clone()),
+        fulfillment: Fulfillment::new(store.clone()).with_initial_stock(cli.initial_stock),
         store,
         store_spec: cli.store,
         json: cli.json,

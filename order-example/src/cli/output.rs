@@ -116,11 +116,12 @@ impl<'a> OrderView<'a> {
 #[derive(Serialize)]
 pub struct StockView<'a> {
     product_id: &'a ProductId,
-    on_hand: u64,
+    on_hand: i64,
     reserved: u64,
     available: u64,
     shipped: u64,
     shortage: u64,
+    oversold: bool,
 }
 
 impl<'a> StockView<'a> {
@@ -132,6 +133,7 @@ impl<'a> StockView<'a> {
             available: level.available(),
             shipped: level.shipped,
             shortage: level.shortage(),
+            oversold: level.is_oversold(),
         }
     }
 }
@@ -236,15 +238,31 @@ pub fn print_stock<'a>(
         "{indent}{:<14} {:>8} {:>9} {:>10} {:>8}",
         "PRODUCT", "ON HAND", "RESERVED", "AVAILABLE", "SHIPPED"
     )?;
+    let mut oversold = 0;
     for (product, level) in levels {
+        let note = if level.is_oversold() {
+            oversold += 1;
+            "  oversold"
+        } else if level.shortage() > 0 {
+            "  back-ordered"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "{indent}{:<14} {:>8} {:>9} {:>10} {:>8}",
+            "{indent}{:<14} {:>8} {:>9} {:>10} {:>8}{note}",
             product.as_str(),
             level.on_hand,
             level.reserved,
             level.available(),
             level.shipped
+        )?;
+    }
+    if oversold > 0 {
+        writeln!(
+            out,
+            "{indent}warning: {oversold} product(s) shipped more than they had (a log written \
+             before stock was kept per product); restock them"
         )?;
     }
     Ok(())

@@ -183,7 +183,7 @@ impl Filter {
             None => inventory
                 .levels()
                 .take(self.limit)
-                .map(|(product, level)| (product.clone(), *level))
+                .map(|(product, level)| (product.clone(), level))
                 .collect(),
         };
         let mut customers: Vec<_> = match &self.customer {

@@ -6,6 +6,8 @@
 //!   and one `Apply` impl per event.
 //! - [`commands`]: the commands, pure methods on [`Order`] returning the events to record,
 //!   and the [`OrderError`] of every rule.
+//! - [`product`]: the [`Product`] aggregate, the stock of one product on the write side, so
+//!   that orders can never take more than the shelf holds ([`StockError::OutOfStock`]).
 //!
 //! ```
 //! use es_core::AggregateRoot;
@@ -28,6 +30,9 @@
 pub mod commands;
 pub mod events;
 pub mod order;
+pub mod product;
+#[cfg(test)]
+mod product_tests;
 #[cfg(test)]
 mod tests;
 
@@ -36,3 +41,6 @@ pub use events::{
     OrderCancelled, OrderCreated, OrderItemAdded, OrderItemRemoved, OrderShipped, PaymentProcessed,
 };
 pub use order::{Order, OrderEvent, OrderLine, OrderStatus};
+pub use product::{
+    Product, ProductEvent, StockError, StockReceived, StockReleased, StockReserved, StockShipped,
+};

@@ -1,5 +1,12 @@
 //! `Inventory`: stock per product. Items added to an order reserve units; removed items and
-//! cancelled orders release them; a shipment consumes them from the shelf.
+//! cancelled orders release them; a shipment consumes them from the shelf. The stock a
+//! product starts with is what its `StockReceived` events say, or, for a product that has
+//! none (a log written before products kept their own stock), the configured initial stock.
+//!
+//! A read model must accept every recorded fact: the write side now makes overselling
+//! impossible, but a log written by an older release may hold shipments beyond the stock.
+//! Those show as a negative `on_hand` (and reservations beyond the shelf as a shortage), with
+//! a warning; the inventory never stops on them.
 
 use std::collections::BTreeMap;
 
@@ -7,17 +14,18 @@ use es_core::{Event, Projection, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 use super::{decode, event_type, is_order_event, ReadModelError};
-use crate::domain::{OrderEvent, PaymentProcessed};
+use crate::domain::{OrderEvent, PaymentProcessed, Product, ProductEvent, StockReceived};
 use crate::values::{OrderId, ProductId};
 
 /// The stock of one product.
 ///
-/// Units are never lost: `on_hand + shipped` is always the initial stock, and `reserved` is
+/// `on_hand + shipped` is always the product's received (or initial) stock, and `reserved` is
 /// always the sum of the product's lines in orders that are neither shipped nor cancelled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
-    /// Units on the shelf.
-    pub on_hand: u64,
+    /// Units on the shelf; negative when a log written before stock was kept on the write
+    /// side shipped more than the product ever had (an oversell).
+    pub on_hand: i64,
     /// Units promised to open or paid orders.
     pub reserved: u64,
     /// Units that left with shipped orders.
@@ -25,20 +33,38 @@ pub struct StockLevel {
 }
 
 impl StockLevel {
-    /// Units on the shelf that no order has promised yet.
+    /// Units on the shelf that no order has promised yet (zero when there are none).
     #[must_use]
-    pub const fn available(&self) -> u64 {
-        self.on_hand.saturating_sub(self.reserved)
+    pub fn available(&self) -> u64 {
+        u64::try_from(self.on_hand)
+            .unwrap_or(0)
+            .saturating_sub(self.reserved)
     }
 
-    /// Units promised beyond what is on the shelf: what must be restocked to ship every order.
+    /// Units promised beyond what is on the shelf (back-ordered): what must be restocked to
+    /// ship every order.
     #[must_use]
-    pub const fn shortage(&self) -> u64 {
-        self.reserved.saturating_sub(self.on_hand)
+    pub fn shortage(&self) -> u64 {
+        let on_hand = u64::try_from(self.on_hand).unwrap_or(0);
+        self.reserved.saturating_sub(on_hand)
+    }
+
+    /// Whether more units shipped than the product ever had.
+    #[must_use]
+    pub const fn is_oversold(&self) -> bool {
+        self.on_hand < 0
     }
 }
 
-/// Stock levels per product, from a configurable initial stock.
+/// What the inventory counts per product; the level is computed from it and the stock the
+/// product started with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Counts {
+    reserved: u64,
+    shipped: u64,
+}
+
+/// Stock levels per product, from the received stock (or a configurable initial stock).
 ///
 /// ```
 /// use order_example::read_models::Inventory;
@@ -51,14 +77,19 @@ impl StockLevel {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    /// Initial stock of a product not listed in `initial_stock`.
+    /// Initial stock of a product with no `StockReceived` and not in `initial_stock`.
     default_stock: u64,
-    /// Initial stock per product.
+    /// Initial stock per product, for products with no `StockReceived`.
     initial_stock: BTreeMap<ProductId, u64>,
-    /// Stock of every product an order has mentioned.
-    levels: BTreeMap<ProductId, StockLevel>,
+    /// Units received per product, from its `StockReceived` events.
+    received: BTreeMap<ProductId, u64>,
+    /// Reserved and shipped units of every product an order has mentioned.
+    counts: BTreeMap<ProductId, Counts>,
     /// Units each open (not shipped, not cancelled) order reserves, per product.
     reservations: BTreeMap<OrderId, BTreeMap<ProductId, u64>>,
+    /// Recorded facts that break the stock rules (oversold shipments, releases of units
+    /// never reserved), accepted with a warning.
+    anomalies: u64,
 }
 
 impl Inventory {
@@ -94,21 +125,37 @@ impl Inventory {
             .unwrap_or(self.default_stock)
     }
 
-    /// The stock of `product` (its initial stock if no order has mentioned it).
+    /// The stock `product` started with: the units its `StockReceived` events brought, or
+    /// the configured initial stock for a product that has none.
     #[must_use]
-    pub fn level(&self, product: &ProductId) -> StockLevel {
-        self.levels
+    pub fn starting_stock(&self, product: &ProductId) -> u64 {
+        self.received
             .get(product)
             .copied()
-            .unwrap_or_else(|| StockLevel {
-                on_hand: self.initial_stock(product),
-                ..StockLevel::default()
-            })
+            .unwrap_or_else(|| self.initial_stock(product))
     }
 
-    /// Every product an order has mentioned, with its stock.
-    pub fn levels(&self) -> impl Iterator<Item = (&ProductId, &StockLevel)> + '_ {
-        self.levels.iter()
+    /// The stock of `product` (its starting stock if no order has mentioned it).
+    #[must_use]
+    pub fn level(&self, product: &ProductId) -> StockLevel {
+        let counts = self.counts.get(product).copied().unwrap_or_default();
+        let start = i64::try_from(self.starting_stock(product)).unwrap_or(i64::MAX);
+        StockLevel {
+            on_hand: start.saturating_sub(i64::try_from(counts.shipped).unwrap_or(i64::MAX)),
+            reserved: counts.reserved,
+            shipped: counts.shipped,
+        }
+    }
+
+    /// Every product an order has mentioned or stock was received for, with its stock.
+    pub fn levels(&self) -> impl Iterator<Item = (&ProductId, StockLevel)> + '_ {
+        let mut products: Vec<&ProductId> =
+            self.counts.keys().chain(self.received.keys()).collect();
+        products.sort();
+        products.dedup();
+        products
+            .into_iter()
+            .map(|product| (product, self.level(product)))
     }
 
     /// The units `order` reserves, per product (empty once it shipped or was cancelled).
@@ -119,53 +166,55 @@ impl Inventory {
             .flat_map(|lines| lines.iter().map(|(product, units)| (product, *units)))
     }
 
-    fn level_mut(&mut self, product: &ProductId) -> &mut StockLevel {
-        let initial = self.initial_stock(product);
-        self.levels.entry(product.clone()).or_insert(StockLevel {
-            on_hand: initial,
-            ..StockLevel::default()
-        })
+    /// How many recorded facts broke the stock rules (a shipment beyond the stock, an item
+    /// removed or an order closed that this inventory never saw reserve), each accepted
+    /// with a warning.
+    #[must_use]
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
     }
 
-    /// Releases (or, if `ship`, consumes) every unit `order` reserves. Checks everything
-    /// before changing anything.
-    fn close(
-        &mut self,
-        order: OrderId,
-        ship: bool,
-        kind: &'static str,
-    ) -> Result<(), ReadModelError> {
-        let Some(lines) = self.reservations.get(&order) else {
-            return Err(ReadModelError::UnknownOrder {
+    /// Products whose shipments exceeded their stock (logs written before the write side
+    /// kept stock).
+    pub fn oversold(&self) -> impl Iterator<Item = (&ProductId, StockLevel)> + '_ {
+        self.levels().filter(|(_, level)| level.is_oversold())
+    }
+
+    fn counts_mut(&mut self, product: &ProductId) -> &mut Counts {
+        self.counts.entry(product.clone()).or_default()
+    }
+
+    fn anomaly(&mut self, order: &OrderId, what: &str) {
+        self.anomalies += 1;
+        tracing::warn!(%order, "inventory accepts a recorded fact that breaks the stock rules: {what}");
+    }
+
+    /// Releases (or, if `ship`, consumes) every unit `order` reserves.
+    fn close(&mut self, order: &OrderId, ship: bool, kind: &'static str) {
+        let Some(lines) = self.reservations.remove(order) else {
+            self.anomaly(
                 order,
-                event_type: kind,
-            });
+                &format!("`{kind}` for an order with no open reservation"),
+            );
+            return;
         };
-        if ship {
-            if let Some((product, &requested)) = lines
-                .iter()
-                .find(|(product, units)| self.level(product).on_hand < **units)
-            {
-                return Err(ReadModelError::InsufficientStock {
-                    product: product.clone(),
-                    on_hand: self.level(product).on_hand,
-                    requested,
-                    order,
-                });
-            }
-        }
-        let lines = self.reservations.remove(&order).unwrap_or_default();
         for (product, units) in lines {
-            let level = self.level_mut(&product);
-            // `reserved` includes these units (raised when they were reserved) and `on_hand`
-            // was checked above: saturation never happens, it only rules out a panic.
-            level.reserved = level.reserved.saturating_sub(units);
+            let before = self.level(&product);
+            let counts = self.counts_mut(&product);
+            counts.reserved = counts.reserved.saturating_sub(units);
             if ship {
-                level.on_hand = level.on_hand.saturating_sub(units);
-                level.shipped = level.shipped.saturating_add(units);
+                counts.shipped = counts.shipped.saturating_add(units);
+                if before.on_hand < i64::try_from(units).unwrap_or(i64::MAX) {
+                    self.anomaly(
+                        order,
+                        &format!(
+                            "ships {units} of `{product}` with {} on hand (oversold)",
+                            before.on_hand
+                        ),
+                    );
+                }
             }
         }
-        Ok(())
     }
 }
 
@@ -174,10 +223,20 @@ impl Projection for Inventory {
     type Error = ReadModelError;
 
     fn handles(&self, event: &RecordedEvent) -> bool {
-        is_order_event(event) && event.event_type != PaymentProcessed::NAME
+        (is_order_event(event) && event.event_type != PaymentProcessed::NAME)
+            || (event.stream.aggregate_type() == <Product as es_core::Aggregate>::TYPE
+                && event.event_type == StockReceived::NAME)
     }
 
     fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), ReadModelError> {
+        if !is_order_event(recorded) {
+            let product = ProductId::new(recorded.stream.aggregate_id());
+            if let ProductEvent::StockReceived(received) = recorded.decode::<ProductEvent>()? {
+                let units = self.received.entry(product).or_default();
+                *units = units.saturating_add(received.quantity);
+            }
+            return Ok(());
+        }
         let (order, event) = decode(recorded)?;
         let kind = event_type(&event);
         match event {
@@ -185,43 +244,47 @@ impl Projection for Inventory {
                 self.reservations.insert(order, BTreeMap::new());
             }
             OrderEvent::OrderItemAdded(added) => {
-                let Some(lines) = self.reservations.get_mut(&order) else {
-                    return Err(ReadModelError::UnknownOrder {
-                        order,
-                        event_type: kind,
-                    });
-                };
+                if !self.reservations.contains_key(&order) {
+                    self.anomaly(&order, &format!("`{kind}` for an order never created"));
+                }
                 let units = u64::from(added.quantity);
-                let line = lines.entry(added.product_id.clone()).or_default();
+                let line = self
+                    .reservations
+                    .entry(order)
+                    .or_default()
+                    .entry(added.product_id.clone())
+                    .or_default();
                 *line = line.saturating_add(units);
-                let level = self.level_mut(&added.product_id);
-                level.reserved = level.reserved.saturating_add(units);
+                let counts = self.counts_mut(&added.product_id);
+                counts.reserved = counts.reserved.saturating_add(units);
             }
             OrderEvent::OrderItemRemoved(removed) => {
-                let Some(lines) = self.reservations.get_mut(&order) else {
-                    return Err(ReadModelError::UnknownOrder {
-                        order,
-                        event_type: kind,
-                    });
-                };
-                let Some(units) = lines.remove(&removed.product_id) else {
-                    return Err(ReadModelError::MissingReservation {
-                        order,
-                        product: removed.product_id,
-                    });
-                };
-                let level = self.level_mut(&removed.product_id);
-                level.reserved = level.reserved.saturating_sub(units);
+                let units = self
+                    .reservations
+                    .get_mut(&order)
+                    .and_then(|lines| lines.remove(&removed.product_id));
+                match units {
+                    Some(units) => {
+                        let counts = self.counts_mut(&removed.product_id);
+                        counts.reserved = counts.reserved.saturating_sub(units);
+                    }
+                    None => self.anomaly(
+                        &order,
+                        &format!("removes `{}`, which it never reserved", removed.product_id),
+                    ),
+                }
             }
             OrderEvent::PaymentProcessed(_) => {}
-            OrderEvent::OrderShipped(_) => self.close(order, true, kind)?,
-            OrderEvent::OrderCancelled(_) => self.close(order, false, kind)?,
+            OrderEvent::OrderShipped(_) => self.close(&order, true, kind),
+            OrderEvent::OrderCancelled(_) => self.close(&order, false, kind),
         }
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.levels.clear();
+        self.received.clear();
+        self.counts.clear();
         self.reservations.clear();
+        self.anomalies = 0;
     }
 }

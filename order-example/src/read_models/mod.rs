@@ -3,7 +3,9 @@
 //!
 //! - [`OrderSummaries`]: one denormalized [`OrderSummary`] per order.
 //! - [`Inventory`]: one [`StockLevel`] per product; items added reserve units, removed items
-//!   and cancellations release them, shipping consumes them.
+//!   and cancellations release them, shipping consumes them. It accepts every recorded fact:
+//!   an oversold log (written before stock was kept on the write side) shows as negative
+//!   stock with a warning.
 //! - [`CustomerHistories`]: one [`CustomerOrderHistory`] per customer: orders, count, total
 //!   spent, average order value, cancellations.
 //!
@@ -43,7 +45,7 @@ use es_core::projection::DuplicateProjection;
 use es_core::{Aggregate, DecodeError, ProjectionRegistry, RecordedEvent};
 
 use crate::domain::{Order, OrderEvent};
-use crate::values::{OrderId, ProductId};
+use crate::values::OrderId;
 
 pub use customer_history::{CustomerHistories, CustomerOrderHistory};
 pub use inventory::{Inventory, StockLevel};
@@ -76,27 +78,6 @@ pub enum ReadModelError {
         order: OrderId,
         /// The event's type.
         event_type: &'static str,
-    },
-    /// An item was removed that this read model never saw reserved.
-    #[error("order `{order}` removes `{product}`, which it never reserved")]
-    MissingReservation {
-        /// The order.
-        order: OrderId,
-        /// The product.
-        product: ProductId,
-    },
-    /// More units shipped than the inventory had on hand: the configured initial stock is
-    /// lower than the stock the orders were taken against.
-    #[error("order `{order}` ships {requested} of `{product}` with only {on_hand} on hand")]
-    InsufficientStock {
-        /// The order.
-        order: OrderId,
-        /// The product.
-        product: ProductId,
-        /// Units on hand before the shipment.
-        on_hand: u64,
-        /// Units the order ships.
-        requested: u64,
     },
 }
 

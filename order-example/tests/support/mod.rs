@@ -81,3 +81,50 @@ impl Workspace {
         lines[0].to_owned()
     }
 }
+
+/// A PostgreSQL schema name no other test run uses: `prefix`, the process id and the time.
+pub fn unique_schema(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_micros())
+    )
+}
+
+/// Drops the test's PostgreSQL schema, also when the test fails.
+#[cfg(feature = "postgres")]
+pub struct DropSchema {
+    /// The server.
+    pub url: String,
+    /// The schema to drop.
+    pub schema: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let statement = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        let url = self.url.clone();
+        let dropped = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| error.to_string())
+            .and_then(|runtime| {
+                runtime.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let driver = tokio::spawn(connection);
+                    let result = client.batch_execute(&statement).await;
+                    drop(client);
+                    let _ = driver.await;
+                    result.map_err(|error| error.to_string())
+                })
+            });
+        if let Err(error) = dropped {
+            eprintln!("could not drop schema {}: {error}", self.schema);
+        }
+    }
+}
