@@ -5,13 +5,16 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::{ready, Future, Ready};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use es_core::subscription::{PageFuture, PageSource, Wakeups};
 use es_core::testing::conformance;
+use es_core::EventFilter;
 use es_core::{
     AppendOutcome, Conflicts, EventStore, ExpectedVersion, GlobalPosition, InMemory, ManualClock,
     NewEvent, ProjectionStore, RecordedEvent, SavedProjection, Snapshot, SnapshotStore, StoreError,
-    StreamBatch, StreamId, Timestamp, Version, VersionRange,
+    StreamBatch, StreamId, Subscribe, Subscription, SubscriptionStats, Timestamp, Version,
+    VersionRange,
 };
 use tokio::sync::Barrier;
 
@@ -55,6 +58,17 @@ enum Bug {
     MultiStreamOneByOne,
     /// A multi-stream conflict names only the first stream that failed.
     MultiStreamFirstConflictOnly,
+    /// Subscriptions are live only: they start at the head, whatever position they are given.
+    SubscriptionLiveOnly,
+    /// Each page of a subscription starts one event late, skipping the event right after the
+    /// last one delivered.
+    SubscriptionSkipsPageBoundary,
+    /// A subscription's page read ignores its limit and takes all it can.
+    SubscriptionIgnoresPageLimit,
+    /// Each subscription also registers a second listener that is never removed.
+    SubscriptionLeaksRegistration,
+    /// A subscription applies its filter only to the events stored when it started.
+    SubscriptionFiltersStoredEventsOnly,
 }
 
 /// The in-memory store with one [`Bug`].
@@ -65,6 +79,10 @@ struct Broken {
     projections: Mutex<HashMap<String, SavedProjection>>,
     /// Lets two appends pass the version check together ([`Bug::CheckThenWrite`]).
     pair: Barrier,
+    /// Woken after every append, for the wrapper's own subscriptions.
+    wakeups: Arc<Wakeups>,
+    /// Subscriptions registered and never dropped ([`Bug::SubscriptionLeaksRegistration`]).
+    leaked: Mutex<Vec<Subscription>>,
 }
 
 fn factory(bug: Bug) -> impl Fn(ManualClock) -> Ready<Broken> + Copy + Send + Sync + 'static {
@@ -75,6 +93,8 @@ fn factory(bug: Bug) -> impl Fn(ManualClock) -> Ready<Broken> + Copy + Send + Sy
             snapshots: Mutex::default(),
             projections: Mutex::default(),
             pair: Barrier::new(2),
+            wakeups: Arc::default(),
+            leaked: Mutex::default(),
         })
     }
 }
@@ -125,8 +145,50 @@ impl Broken {
     }
 }
 
-impl EventStore for Broken {
-    async fn append(
+impl Broken {
+    async fn append_streams_with_bug(
+        &self,
+        batches: Vec<StreamBatch>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        if self.bug == Bug::MultiStreamOneByOne {
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches {
+                match self
+                    .append(&batch.stream, batch.expected, batch.events)
+                    .await
+                {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(StoreError::Conflict(conflict)) => {
+                        return Err(Conflicts::new(vec![conflict]).unwrap().into())
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            return Ok(outcomes);
+        }
+        let streams: Vec<StreamId> = batches.iter().map(|b| b.stream.clone()).collect();
+        let keyed = batches
+            .into_iter()
+            .map(|b| StreamBatch::new(self.key(&b.stream), b.expected, b.events))
+            .collect();
+        match self.inner.append_streams(keyed).await {
+            Err(StoreError::Conflicts(conflicts)) => {
+                let mut conflicts = conflicts.into_vec();
+                for conflict in &mut conflicts {
+                    if let Some(stream) = streams.iter().find(|s| self.key(s) == conflict.stream) {
+                        conflict.stream = stream.clone();
+                    }
+                }
+                if self.bug == Bug::MultiStreamFirstConflictOnly {
+                    conflicts.truncate(1);
+                }
+                Err(Conflicts::new(conflicts).unwrap().into())
+            }
+            other => other,
+        }
+    }
+
+    async fn append_with_bug(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -169,47 +231,27 @@ impl EventStore for Broken {
             other => other,
         }
     }
+}
+
+impl EventStore for Broken {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let result = self.append_with_bug(stream, expected, events).await;
+        self.wakeups.wake();
+        result
+    }
 
     async fn append_streams(
         &self,
         batches: Vec<StreamBatch>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        if self.bug == Bug::MultiStreamOneByOne {
-            let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches {
-                match self
-                    .append(&batch.stream, batch.expected, batch.events)
-                    .await
-                {
-                    Ok(outcome) => outcomes.push(outcome),
-                    Err(StoreError::Conflict(conflict)) => {
-                        return Err(Conflicts::new(vec![conflict]).unwrap().into())
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-            return Ok(outcomes);
-        }
-        let streams: Vec<StreamId> = batches.iter().map(|b| b.stream.clone()).collect();
-        let keyed = batches
-            .into_iter()
-            .map(|b| StreamBatch::new(self.key(&b.stream), b.expected, b.events))
-            .collect();
-        match self.inner.append_streams(keyed).await {
-            Err(StoreError::Conflicts(conflicts)) => {
-                let mut conflicts = conflicts.into_vec();
-                for conflict in &mut conflicts {
-                    if let Some(stream) = streams.iter().find(|s| self.key(s) == conflict.stream) {
-                        conflict.stream = stream.clone();
-                    }
-                }
-                if self.bug == Bug::MultiStreamFirstConflictOnly {
-                    conflicts.truncate(1);
-                }
-                Err(Conflicts::new(conflicts).unwrap().into())
-            }
-            other => other,
-        }
+        let result = self.append_streams_with_bug(batches).await;
+        self.wakeups.wake();
+        result
     }
 
     async fn read_stream(
@@ -254,6 +296,98 @@ impl EventStore for Broken {
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.last_position().await
+    }
+}
+
+/// The page reads of a broken subscription: the inner store's, with the bug.
+struct BrokenPages {
+    inner: InMemory,
+    bug: Bug,
+    /// The head when the subscription started.
+    head_at_start: GlobalPosition,
+}
+
+impl PageSource for BrokenPages {
+    fn read_page<'a>(
+        &'a self,
+        after: GlobalPosition,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> PageFuture<'a> {
+        Box::pin(async move {
+            match self.bug {
+                Bug::SubscriptionLiveOnly => {
+                    self.inner
+                        .read_page(after.max(self.head_at_start), filter, limit)
+                        .await
+                }
+                Bug::SubscriptionSkipsPageBoundary if after > GlobalPosition::START => {
+                    self.inner
+                        .read_page(GlobalPosition(after.get() + 1), filter, limit)
+                        .await
+                }
+                Bug::SubscriptionIgnoresPageLimit => {
+                    self.inner.read_page(after, filter, usize::MAX).await
+                }
+                Bug::SubscriptionFiltersStoredEventsOnly if after >= self.head_at_start => {
+                    self.inner
+                        .read_page(after, &EventFilter::all(), limit)
+                        .await
+                }
+                _ => self.inner.read_page(after, filter, limit).await,
+            }
+        })
+    }
+}
+
+impl Subscribe for Broken {
+    fn subscribe(&self, after: GlobalPosition, filter: EventFilter) -> Subscription {
+        // The in-memory store's head, read without awaiting: its log is one page read away.
+        let head_at_start = {
+            let inner = self.inner.clone();
+            let page = std::pin::pin!(async move {
+                inner
+                    .read_page(GlobalPosition::START, &EventFilter::all(), usize::MAX)
+                    .await
+            });
+            match std::task::Context::from_waker(std::task::Waker::noop()).ext_poll(page) {
+                Some(Ok(page)) => page.scanned_to,
+                _ => GlobalPosition::START,
+            }
+        };
+        let source = BrokenPages {
+            inner: self.inner.clone(),
+            bug: self.bug,
+            head_at_start,
+        };
+        if self.bug == Bug::SubscriptionLeaksRegistration {
+            let leaked = Subscription::new(
+                Arc::new(self.inner.clone()),
+                Arc::clone(&self.wakeups),
+                after,
+                EventFilter::all(),
+            );
+            self.leaked.lock().unwrap().push(leaked);
+        }
+        Subscription::new(Arc::new(source), Arc::clone(&self.wakeups), after, filter)
+    }
+
+    fn subscription_stats(&self) -> SubscriptionStats {
+        self.wakeups.stats()
+    }
+}
+
+/// Polls a future that is known to be ready at once.
+trait PollOnce {
+    fn ext_poll<F: Future>(&mut self, future: std::pin::Pin<&mut F>) -> Option<F::Output>;
+}
+
+impl PollOnce for std::task::Context<'_> {
+    fn ext_poll<F: Future>(&mut self, future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        match future.poll(self) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
     }
 }
 
@@ -390,4 +524,19 @@ caught! {
     a_multi_stream_conflict_naming_one_stream: MultiStreamFirstConflictOnly
         by multi_stream_conflict_on_one_stream_writes_nothing
         saying "must name every stream that failed";
+    a_subscription_that_is_live_only: SubscriptionLiveOnly
+        by subscription_from_the_start_delivers_stored_then_new_events
+        saying "a subscription from GlobalPosition::START must deliver the stored events";
+    a_subscription_skipping_page_boundaries: SubscriptionSkipsPageBoundary
+        by subscription_delivers_every_event_once_in_order_while_16_writers_append
+        saying "exactly once, in order";
+    a_subscription_reading_without_a_page_limit: SubscriptionIgnoresPageLimit
+        by subscription_that_stalls_then_resumes_misses_nothing
+        saying "may hold at most";
+    a_subscription_leaking_its_registration: SubscriptionLeaksRegistration
+        by subscription_dropped_at_any_point_frees_everything
+        saying "a dropped subscription must free everything it held";
+    a_subscription_filtering_only_stored_events: SubscriptionFiltersStoredEventsOnly
+        by subscription_filtered_by_event_type_delivers_only_those
+        saying "must deliver exactly the events of any of them";
 }

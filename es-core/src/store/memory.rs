@@ -8,8 +8,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
-    check_stream_batches, AppendOutcome, Conflicts, EventStore, ExpectedVersion, StoreError,
-    StreamBatch, VersionRange,
+    check_stream_batches, record_append, record_appends, record_read, AppendOutcome, Conflicts,
+    EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
 };
 use crate::subscription::{
     EventFilter, LogPage, PageFuture, PageSource, Subscribe, Subscription, SubscriptionStats,
@@ -147,6 +147,10 @@ impl Inner {
 }
 
 impl EventStore for InMemory {
+    #[tracing::instrument(level = "debug", name = "append", skip_all, fields(
+        store = "memory", stream = %stream, expected = %expected, events = events.len(),
+        version = tracing::field::Empty, position = tracing::field::Empty,
+    ))]
     async fn append(
         &self,
         stream: &StreamId,
@@ -166,9 +170,16 @@ impl EventStore for InMemory {
         let outcome = inner.push(stream, current, events, now);
         drop(inner);
         self.wakeups.wake();
-        Ok(outcome)
+        let outcome = Ok(outcome);
+        record_append(&outcome);
+        outcome
     }
 
+    #[tracing::instrument(level = "debug", name = "append_streams", skip_all, fields(
+        store = "memory", streams = batches.len(),
+        events = batches.iter().map(|batch| batch.events.len()).sum::<usize>(),
+        position = tracing::field::Empty,
+    ))]
     async fn append_streams(
         &self,
         batches: Vec<StreamBatch>,
@@ -199,9 +210,15 @@ impl EventStore for InMemory {
             .collect();
         drop(inner);
         self.wakeups.wake();
-        Ok(outcomes)
+        let outcomes = Ok(outcomes);
+        record_appends(&outcomes);
+        outcomes
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream", skip_all, fields(
+        store = "memory", stream = %stream, from = range.from.get(), to = range.to.get(),
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -215,14 +232,20 @@ impl EventStore for InMemory {
         let to = usize::try_from(range.to.0)
             .unwrap_or(usize::MAX)
             .min(indexes.len());
-        Ok(indexes
+        let events = Ok(indexes
             .get(from..to)
             .unwrap_or_default()
             .iter()
             .map(|&i| inner.log[i].clone())
-            .collect())
+            .collect());
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream_until", skip_all, fields(
+        store = "memory", stream = %stream, until = %until,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream_until(
         &self,
         stream: &StreamId,
@@ -231,9 +254,15 @@ impl EventStore for InMemory {
         let inner = self.lock();
         let mut events = InMemory::stream_events(&inner, stream);
         events.retain(|event| event.recorded_at <= until);
-        Ok(events)
+        let events = Ok(events);
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_all", skip_all, fields(
+        store = "memory", after = after.get(), limit,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_all(
         &self,
         after: GlobalPosition,
@@ -243,7 +272,9 @@ impl EventStore for InMemory {
         let start = usize::try_from(after.0)
             .unwrap_or(usize::MAX)
             .min(inner.log.len());
-        Ok(inner.log[start..].iter().take(limit).cloned().collect())
+        let events = Ok(inner.log[start..].iter().take(limit).cloned().collect());
+        record_read(&events);
+        events
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {

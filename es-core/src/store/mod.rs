@@ -500,3 +500,25 @@ macro_rules! forward_event_store {
 }
 
 forward_event_store!(&S, Arc<S>, Box<S>);
+
+/// Records an append's outcome on the current span (the store's `append` span declares the
+/// `version` and `position` fields).
+pub(crate) fn record_append(result: &Result<AppendOutcome, StoreError>) {
+    if let Ok(outcome) = result {
+        let span = tracing::Span::current();
+        span.record("version", outcome.version.get());
+        span.record("position", outcome.position.get());
+    }
+}
+
+/// Records how many events a read returned, and the position of the last, on the current span
+/// (the store's read spans declare the `events` and `last` fields).
+pub(crate) fn record_read(result: &Result<Vec<RecordedEvent>, StoreError>) {
+    if let Ok(events) = result {
+        let span = tracing::Span::current();
+        span.record("events", events.len());
+        if let Some(last) = events.last() {
+            span.record("last", last.global_position.get());
+        }
+    }
+}

@@ -260,6 +260,9 @@ impl Cursor {
             if let Some(delay) = self.retry_delay {
                 tokio::time::sleep(delay).await;
             }
+            // A source that is always ready (the in-memory store) must still let the other
+            // tasks of the runtime run: each read counts against the task's budget.
+            tokio::task::consume_budget().await;
             // Mark the signal seen before reading: a commit after this point wakes the wait
             // below, and one before it is visible to the read.
             self.commits.borrow_and_update();
@@ -289,12 +292,26 @@ impl Cursor {
                 }
             };
             let LogPage {
-                events,
+                mut events,
                 scanned_to,
                 at_head,
             } = page;
             span.record("scanned_to", scanned_to.get());
             span.record("events", events.len());
+            // Whatever the source returns, deliver each position once and in order.
+            events.retain(|event| event.global_position > self.after);
+            if let Some(pair) = events
+                .windows(2)
+                .find(|pair| pair[0].global_position >= pair[1].global_position)
+            {
+                return Err(StoreError::Corrupt {
+                    location: format!("the page of the log after position {}", self.after),
+                    reason: format!(
+                        "position {} is followed by position {}",
+                        pair[0].global_position, pair[1].global_position
+                    ),
+                });
+            }
             let last = events
                 .last()
                 .map_or(scanned_to, |event| event.global_position);

@@ -89,7 +89,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
-    AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
+    record_append, record_appends, record_read, AppendOutcome, EventStore, ExpectedVersion,
+    StoreError, StreamBatch, VersionRange,
 };
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
@@ -419,22 +420,40 @@ impl Shared {
 }
 
 impl EventStore for Postgres {
+    #[tracing::instrument(level = "debug", name = "append", skip_all, fields(
+        store = "postgres", stream = %stream, expected = %expected, events = events.len(),
+        version = tracing::field::Empty, position = tracing::field::Empty,
+    ))]
     async fn append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        append::append(&self.shared, stream, expected, events, AppendEnding::Commit).await
+        let outcome =
+            append::append(&self.shared, stream, expected, events, AppendEnding::Commit).await;
+        record_append(&outcome);
+        outcome
     }
 
+    #[tracing::instrument(level = "debug", name = "append_streams", skip_all, fields(
+        store = "postgres", streams = batches.len(),
+        events = batches.iter().map(|batch| batch.events.len()).sum::<usize>(),
+        position = tracing::field::Empty,
+    ))]
     async fn append_streams(
         &self,
         batches: Vec<StreamBatch>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        append::append_streams(&self.shared, batches).await
+        let outcomes = append::append_streams(&self.shared, batches).await;
+        record_appends(&outcomes);
+        outcomes
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream", skip_all, fields(
+        store = "postgres", stream = %stream, from = range.from.get(), to = range.to.get(),
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -452,9 +471,15 @@ impl EventStore for Postgres {
                 &[&stream.aggregate_type(), &stream.aggregate_id(), &from, &to],
             )
             .await?;
-        Shared::events(&rows)
+        let events = Shared::events(&rows);
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream_until", skip_all, fields(
+        store = "postgres", stream = %stream, until = %until,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream_until(
         &self,
         stream: &StreamId,
@@ -474,9 +499,15 @@ impl EventStore for Postgres {
                 ],
             )
             .await?;
-        Shared::events(&rows)
+        let events = Shared::events(&rows);
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_all", skip_all, fields(
+        store = "postgres", after = after.get(), limit,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_all(
         &self,
         after: GlobalPosition,
@@ -503,7 +534,9 @@ impl EventStore for Postgres {
             .query(&statement, &[&after, &bound, &limit])
             .await
             .map_err(query_error)?;
-        Shared::events(&rows)
+        let events = Shared::events(&rows);
+        record_read(&events);
+        events
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {

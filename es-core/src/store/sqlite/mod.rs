@@ -86,8 +86,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
-    check_stream_batches, AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch,
-    VersionRange,
+    check_stream_batches, record_append, record_appends, record_read, AppendOutcome, EventStore,
+    ExpectedVersion, StoreError, StreamBatch, VersionRange,
 };
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
@@ -407,6 +407,10 @@ impl Sqlite {
 }
 
 impl EventStore for Sqlite {
+    #[tracing::instrument(level = "debug", name = "append", skip_all, fields(
+        store = "sqlite", stream = %stream, expected = %expected, events = events.len(),
+        version = tracing::field::Empty, position = tracing::field::Empty,
+    ))]
     async fn append(
         &self,
         stream: &StreamId,
@@ -421,17 +425,25 @@ impl EventStore for Sqlite {
             .map(PreparedEvent::new)
             .collect::<Result<Vec<_>, _>>()?;
         let stream = stream.clone();
-        self.request(move |reply| {
-            Request::Append(Append {
-                stream,
-                expected,
-                events,
-                reply,
+        let outcome = self
+            .request(move |reply| {
+                Request::Append(Append {
+                    stream,
+                    expected,
+                    events,
+                    reply,
+                })
             })
-        })
-        .await
+            .await;
+        record_append(&outcome);
+        outcome
     }
 
+    #[tracing::instrument(level = "debug", name = "append_streams", skip_all, fields(
+        store = "sqlite", streams = batches.len(),
+        events = batches.iter().map(|batch| batch.events.len()).sum::<usize>(),
+        position = tracing::field::Empty,
+    ))]
     async fn append_streams(
         &self,
         batches: Vec<StreamBatch>,
@@ -448,10 +460,17 @@ impl EventStore for Sqlite {
                 Ok((batch.stream, batch.expected, events))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.request(move |reply| Request::AppendStreams(AppendStreams { batches, reply }))
-            .await
+        let outcomes = self
+            .request(move |reply| Request::AppendStreams(AppendStreams { batches, reply }))
+            .await;
+        record_appends(&outcomes);
+        outcomes
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream", skip_all, fields(
+        store = "sqlite", stream = %stream, from = range.from.get(), to = range.to.get(),
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -461,24 +480,38 @@ impl EventStore for Sqlite {
             return Ok(Vec::new());
         }
         let stream = stream.clone();
-        self.query(move |connection, location| {
-            reader::read_stream(connection, &stream, range, location)
-        })
-        .await
+        let events = self
+            .query(move |connection, location| {
+                reader::read_stream(connection, &stream, range, location)
+            })
+            .await;
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_stream_until", skip_all, fields(
+        store = "sqlite", stream = %stream, until = %until,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_stream_until(
         &self,
         stream: &StreamId,
         until: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.clone();
-        self.query(move |connection, location| {
-            reader::read_stream_until(connection, &stream, until, location)
-        })
-        .await
+        let events = self
+            .query(move |connection, location| {
+                reader::read_stream_until(connection, &stream, until, location)
+            })
+            .await;
+        record_read(&events);
+        events
     }
 
+    #[tracing::instrument(level = "debug", name = "read_all", skip_all, fields(
+        store = "sqlite", after = after.get(), limit,
+        events = tracing::field::Empty, last = tracing::field::Empty,
+    ))]
     async fn read_all(
         &self,
         after: GlobalPosition,
@@ -487,8 +520,11 @@ impl EventStore for Sqlite {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query(move |connection, location| reader::read_all(connection, after, limit, location))
-            .await
+        let events = self
+            .query(move |connection, location| reader::read_all(connection, after, limit, location))
+            .await;
+        record_read(&events);
+        events
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {

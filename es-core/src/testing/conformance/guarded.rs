@@ -7,13 +7,15 @@ use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore}
 use crate::store::{
     AppendOutcome, EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
 };
+use crate::subscription::{EventFilter, Subscribe, Subscription, SubscriptionStats};
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
 /// A store together with a guard that is dropped right after it: the temporary directory
 /// holding its file, a handle that drops a database schema, a server process.
 ///
-/// It forwards every [`EventStore`], [`SnapshotStore`] and [`ProjectionStore`] call to the
-/// store, so a conformance factory can return one without writing the forwarding itself:
+/// It forwards every [`EventStore`], [`Subscribe`], [`SnapshotStore`] and [`ProjectionStore`]
+/// call to the store (a subscription keeps the store, not the guard, alive: drop it before the
+/// pair), so a conformance factory can return one without writing the forwarding itself:
 ///
 /// ```
 /// use es_core::testing::conformance::Guarded;
@@ -96,6 +98,16 @@ impl<S: EventStore, G: Send + Sync> EventStore for Guarded<S, G> {
 
     fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send {
         self.store.last_position()
+    }
+}
+
+impl<S: Subscribe, G: Send + Sync> Subscribe for Guarded<S, G> {
+    fn subscribe(&self, after: GlobalPosition, filter: EventFilter) -> Subscription {
+        self.store.subscribe(after, filter)
+    }
+
+    fn subscription_stats(&self) -> SubscriptionStats {
+        self.store.subscription_stats()
     }
 }
 

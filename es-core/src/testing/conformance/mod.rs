@@ -62,6 +62,7 @@ use crate::codec::CodecId;
 use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SnapshotStore};
 use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError, VersionRange};
+use crate::subscription::Subscribe;
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 mod appends;
@@ -71,16 +72,18 @@ mod multi_stream;
 mod races;
 mod reads;
 mod side_stores;
+mod subscriptions;
 
 pub use guarded::Guarded;
 
 /// The instant every check's clock starts at: 2023-11-14T22:13:20Z.
 pub const START: Timestamp = Timestamp::from_micros(1_700_000_000_000_000);
 
-/// Everything a store under test must be: an event store, snapshot store and projection store.
-trait Store: EventStore + SnapshotStore + ProjectionStore + 'static {}
+/// Everything a store under test must be: an event store with subscriptions, snapshot store
+/// and projection store.
+trait Store: EventStore + Subscribe + SnapshotStore + ProjectionStore + 'static {}
 
-impl<S: EventStore + SnapshotStore + ProjectionStore + 'static> Store for S {}
+impl<S: EventStore + Subscribe + SnapshotStore + ProjectionStore + 'static> Store for S {}
 
 /// Declares the checks: the public entry point of each (plain and `Option` factory), the
 /// [`CHECKS`] list, and a compile-time link to the body in its submodule.
@@ -99,7 +102,7 @@ macro_rules! checks {
             where
                 F: Fn(ManualClock) -> Fut,
                 Fut: Future<Output = S>,
-                S: EventStore + SnapshotStore + ProjectionStore + 'static,
+                S: EventStore + Subscribe + SnapshotStore + ProjectionStore + 'static,
             {
                 let clock = ManualClock::new(START);
                 let store = factory(clock.clone()).await;
@@ -120,7 +123,7 @@ macro_rules! checks {
                 where
                     F: Fn(ManualClock) -> Fut,
                     Fut: Future<Output = Option<S>>,
-                    S: EventStore + SnapshotStore + ProjectionStore + 'static,
+                    S: EventStore + Subscribe + SnapshotStore + ProjectionStore + 'static,
                 {
                     let clock = ManualClock::new(START);
                     match factory(clock.clone()).await {
@@ -279,6 +282,40 @@ checks! {
     side_stores::projection_round_trips_and_is_replaced;
     /// Each projection name keeps its own state and checkpoint (names are case-sensitive).
     side_stores::projections_are_kept_per_name;
+    /// A subscription from the start, running while 16 writers append to their own and to a
+    /// shared stream, delivers every event exactly once, in log order, and nothing more.
+    subscriptions::subscription_delivers_every_event_once_in_order_while_16_writers_append;
+    /// A subscription from `GlobalPosition::START` delivers the stored events, then each new
+    /// one as it is appended.
+    subscriptions::subscription_from_the_start_delivers_stored_then_new_events;
+    /// A subscription from the head of the log delivers only the events appended after it,
+    /// and starts with `position()` at the head.
+    subscriptions::subscription_from_the_head_delivers_only_new_events;
+    /// A subscription from a position the log has not reached delivers only the events after
+    /// that position, once they exist.
+    subscriptions::subscription_past_the_head_delivers_only_events_after_its_start;
+    /// A subscription filtered by aggregate type delivers exactly the events of streams of
+    /// that type, stored and new, in order.
+    subscriptions::subscription_filtered_by_aggregate_type_delivers_only_those;
+    /// A subscription filtered by two event types delivers exactly the events of either type.
+    subscriptions::subscription_filtered_by_event_type_delivers_only_those;
+    /// A subscription filtered by aggregate type and event type delivers exactly the events
+    /// matching both.
+    subscriptions::subscription_filtered_by_aggregate_and_event_type_delivers_only_both;
+    /// A subscription whose filter matches none of 9,010 events delivers none of them, then
+    /// the first matching event appended, alone.
+    subscriptions::subscription_filter_matching_nothing_reads_past_every_event;
+    /// A subscriber that stalls (stops polling) while 2,000 events are appended costs the
+    /// store no buffered events (`subscription_stats`), holds at most one page, and on
+    /// resuming gets every event it missed, in order.
+    subscriptions::subscription_that_stalls_then_resumes_misses_nothing;
+    /// `next_batch` futures dropped after one poll, wherever their read stands, lose and
+    /// repeat nothing.
+    subscriptions::subscription_next_batch_cancelled_mid_read_loses_nothing;
+    /// Subscriptions dropped unpolled, with a page in hand, waiting at the head and mid-read
+    /// leave `subscription_stats` at zero; the store goes on working and a new subscription
+    /// gets the whole log.
+    subscriptions::subscription_dropped_at_any_point_frees_everything;
 }
 
 /// Runs every check as its own `#[tokio::test]`, against stores built by a factory.
@@ -369,6 +406,17 @@ macro_rules! __conformance_tests {
             snapshot_fallbacks_are_counted_per_store
             projection_round_trips_and_is_replaced
             projections_are_kept_per_name
+            subscription_delivers_every_event_once_in_order_while_16_writers_append
+            subscription_from_the_start_delivers_stored_then_new_events
+            subscription_from_the_head_delivers_only_new_events
+            subscription_past_the_head_delivers_only_events_after_its_start
+            subscription_filtered_by_aggregate_type_delivers_only_those
+            subscription_filtered_by_event_type_delivers_only_those
+            subscription_filtered_by_aggregate_and_event_type_delivers_only_both
+            subscription_filter_matching_nothing_reads_past_every_event
+            subscription_that_stalls_then_resumes_misses_nothing
+            subscription_next_batch_cancelled_mid_read_loses_nothing
+            subscription_dropped_at_any_point_frees_everything
         );
     };
     (@tests $variant:ident $factory:expr; $($name:ident)*) => {
