@@ -19,11 +19,11 @@ use sqlite_support::{json_event, temporary_store_path};
 const WRITER_STORE: &str = "ES_SQLITE_SUBSCRIPTION_WRITER_STORE";
 
 /// Appends the writer makes, one event of each of two types per append.
-const APPENDS: u64 = 60;
+const APPENDS: usize = 60;
 
 /// The longest the follower waits for an event that is due before the test fails (a lost
 /// wake-up, never a measure of speed).
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 #[test]
 fn subscription_follows_a_writer_in_another_process() {
@@ -104,7 +104,7 @@ fn follower(name: &str) {
         );
 
         let mut numbers = Vec::new();
-        while numbers.len() < APPENDS as usize {
+        while numbers.len() < APPENDS {
             let batch = tokio::time::timeout(DEADLINE, ordered.next_batch())
                 .await
                 .unwrap_or_else(|_| {
@@ -127,12 +127,12 @@ fn follower(name: &str) {
         }
         assert_eq!(
             numbers,
-            (0..APPENDS).collect::<Vec<_>>(),
+            (0..APPENDS as u64).collect::<Vec<_>>(),
             "every event of the writer process exactly once, in order"
         );
 
         let mut positions = Vec::new();
-        while positions.len() < 2 * APPENDS as usize {
+        while positions.len() < 2 * APPENDS {
             let batch = tokio::time::timeout(DEADLINE, everything.next_batch())
                 .await
                 .unwrap_or_else(|_| panic!("the unfiltered follower stalled"))
@@ -141,7 +141,7 @@ fn follower(name: &str) {
         }
         assert_eq!(
             positions,
-            (1..=2 * APPENDS).collect::<Vec<_>>(),
+            (1..=2 * APPENDS as u64).collect::<Vec<_>>(),
             "every position of the log exactly once, in order"
         );
 

@@ -23,7 +23,7 @@ use crate::subscription::{EventFilter, Subscription, SubscriptionStats};
 use crate::types::{GlobalPosition, StreamId};
 
 /// The longest a check waits for an event that is due before it fails.
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A second aggregate type, for the filter checks.
 const OTHER_AGGREGATE_TYPE: &str = "conformance-other";
