@@ -511,6 +511,18 @@ pub(crate) fn record_append(result: &Result<AppendOutcome, StoreError>) {
     }
 }
 
+/// Records the position of a multi-stream append's last event on the current span (the
+/// store's `append_streams` span declares the `position` field).
+pub(crate) fn record_appends(result: &Result<Vec<AppendOutcome>, StoreError>) {
+    if let Some(position) = result
+        .as_ref()
+        .ok()
+        .and_then(|outcomes| outcomes.iter().map(|outcome| outcome.position).max())
+    {
+        tracing::Span::current().record("position", position.get());
+    }
+}
+
 /// Records how many events a read returned, and the position of the last, on the current span
 /// (the store's read spans declare the `events` and `last` fields).
 pub(crate) fn record_read(result: &Result<Vec<RecordedEvent>, StoreError>) {
