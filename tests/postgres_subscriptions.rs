@@ -22,7 +22,7 @@ use postgres_support::{
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A poll so slow it never fires during a test: only notifications can wake a subscription.
-const NEVER: Duration = Duration::from_secs(3_600);
+const NEVER: Duration = Duration::from_secs(5_000);
 
 async fn next_batch(subscription: &mut Subscription, what: &str) -> Vec<RecordedEvent> {
     tokio::time::timeout(DEADLINE, subscription.next_batch())
