@@ -336,3 +336,45 @@ async fn an_empty_append_is_refused() {
         .expect_err("an empty batch is refused");
     assert!(matches!(error, StoreError::EmptyAppend), "got {error:?}");
 }
+
+/// Several stores (as several processes would) opening one new file at the same moment race
+/// to switch it to WAL mode and create the schema: every one of them opens it, and the schema
+/// is created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_opening_one_new_file_at_once_all_open_it() {
+    for round in 0..30 {
+        let (directory, path) = temporary_store_path();
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Sqlite::open(&path).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            let store = open
+                .await
+                .expect("the task runs")
+                .unwrap_or_else(|error| panic!("round {round}: a concurrent open failed: {error}"));
+            stores.push(store);
+        }
+        let stream = StreamId::new("account", "1");
+        stores[0]
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![json_event("Opened", "{}")],
+            )
+            .await
+            .unwrap();
+        let read = stores[3]
+            .read_stream(&stream, VersionRange::all())
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 1);
+        for store in stores {
+            store.close().await;
+        }
+        drop(directory);
+    }
+}

@@ -37,6 +37,18 @@ pub(super) fn store_error(error: rusqlite::Error, location: &str) -> StoreError 
     }
 }
 
+/// Whether `error` is SQLite's "the file is busy or locked" (another connection, perhaps of
+/// another process, holds a lock it did not wait out).
+pub(super) fn is_busy(error: &StoreError) -> bool {
+    let StoreError::Backend(source) = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|code| matches!(code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
 /// A `u64` counter as SQL's `i64`, for values the store itself assigned or was given to write.
 pub(super) fn to_sql_integer(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| {

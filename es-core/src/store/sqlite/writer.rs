@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::rows::{bits_to_sql, store_error, to_sql_integer};
+use super::rows::{bits_to_sql, is_busy, store_error, to_sql_integer};
 use super::{schema, SqliteOptions};
 use crate::clock::Clock;
 use crate::codec::CodecId;
@@ -219,7 +219,18 @@ impl Writer {
         )
         .map_err(|error| store_error(error, &location))?;
         schema::configure(&connection, options.busy_timeout, &location)?;
-        schema::prepare_writer(&mut connection, options.synchronous, &location)?;
+        // Processes opening a new file at once race to switch it to WAL mode and create the
+        // schema; some of those steps report "locked" at once instead of waiting. Each step
+        // is safe to repeat, so retry them for as long as the busy timeout allows.
+        let deadline = std::time::Instant::now() + options.busy_timeout;
+        loop {
+            match schema::prepare_writer(&mut connection, options.synchronous, &location) {
+                Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
         Ok(Writer {
             connection,
             clock: Arc::clone(&options.clock),
