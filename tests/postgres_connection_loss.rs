@@ -1,7 +1,8 @@
 //! Losing the connection in the middle of an append: the server ends the session
 //! (`pg_terminate_backend`) while the append's transaction is open. The append must fail
 //! with a typed connection error, store nothing of its batch, and the store must go on
-//! working with fresh connections.
+//! working with fresh connections. And losing it after the commit, before the reply: a retry
+//! of the same batch stores nothing new.
 //!
 //! Needs `ES_POSTGRES_URL` (see `.ci/pg-setup`); without it each test says it was skipped.
 
@@ -10,7 +11,10 @@ mod postgres_support;
 use std::time::Duration;
 
 use es_core::store::postgres::{AppendEnding, Postgres, PostgresOptions};
-use es_core::{EventStore, ExpectedVersion, GlobalPosition, StoreError, Version, VersionRange};
+use es_core::{
+    AppendOutcome, EventStore, ExpectedVersion, GlobalPosition, StoreError, Version, VersionRange,
+};
+use postgres_support::proxy::{Mode, Proxy};
 use postgres_support::{events, idle_in_transaction, stream, with_application_name, TestSchema};
 
 /// A store in `schema` whose sessions are named `name` in `pg_stat_activity`.
@@ -154,5 +158,86 @@ async fn a_pool_whose_sessions_were_killed_recovers_without_partial_writes() {
         read.len(),
         acknowledged * 5,
         "every batch is whole or absent"
+    );
+}
+
+/// The reply to a committed append is lost: the proxy forwards the append (BEGIN ... COMMIT)
+/// to the server and swallows every answer, the server commits, then the connection is cut.
+/// The append fails with a connection error (its outcome unknown to the caller); sending the
+/// same batch again returns the original outcome, and the store holds one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retry_after_a_reply_lost_past_the_commit_stores_one_copy() {
+    let Some(schema) = TestSchema::new("reply_lost") else {
+        return;
+    };
+    let proxy = Proxy::start(schema.url()).await;
+    let store = Postgres::connect_with(
+        PostgresOptions::new(proxy.url(schema.url()))
+            .with_schema(schema.name())
+            .with_pool_size(1),
+    )
+    .await
+    .expect("the store connects through the proxy");
+    let direct = schema.store().await;
+    // Warm the only connection: its statements are prepared, so the append below is one
+    // pipeline the proxy forwards whole.
+    store
+        .append(&stream("warm", 1), ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+
+    let order = stream("order", 1);
+    let batch = events(3);
+    proxy.set_mode(Mode::SwallowReplies);
+    let lost = tokio::spawn({
+        let (store, order, batch) = (store.clone(), order.clone(), batch.clone());
+        async move { store.append(&order, ExpectedVersion::NoStream, batch).await }
+    });
+    // Wait (on another connection) until the server has committed the batch.
+    let mut committed = Vec::new();
+    for _ in 0..4_000 {
+        committed = direct
+            .read_stream(&order, VersionRange::all())
+            .await
+            .unwrap();
+        if !committed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(committed.len(), 3, "the server committed the batch");
+    proxy.cut_connections();
+    proxy.set_mode(Mode::Forward);
+    let error = lost.await.unwrap().unwrap_err();
+    assert!(
+        error.is_connection(),
+        "a reply lost with its connection is StoreError::Connection, got {error:?}"
+    );
+
+    // The caller cannot know the batch was stored: it sends it again.
+    let retried = store
+        .append(&order, ExpectedVersion::NoStream, batch.clone())
+        .await
+        .expect("the retry is answered with the stored batch's outcome");
+    assert_eq!(
+        retried,
+        AppendOutcome {
+            version: Version(3),
+            position: committed[2].global_position,
+        }
+    );
+    let stored = direct
+        .read_stream(&order, VersionRange::all())
+        .await
+        .unwrap();
+    assert_eq!(stored, committed, "one copy, unchanged");
+    assert_eq!(
+        direct
+            .read_all(GlobalPosition::START, 100)
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "the warm-up event and one copy of the batch"
     );
 }

@@ -243,3 +243,66 @@ async fn a_lost_group_reports_no_conflict_against_its_own_rolled_back_events() {
     assert_eq!(next.version, Version(committed.map_or(0, Version::get) + 1));
     assert!(next.position > GlobalPosition(1));
 }
+
+/// A retry grouped into the same transaction as the append it repeats (a caller that gave up
+/// waiting and sent the batch again) finds the batch written by its savepoint's neighbour:
+/// it gets the same outcome, and the batch is stored once. A partial overlap in the same
+/// group is refused alone; the rest of the group commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_retry_grouped_with_the_append_it_repeats_stores_one_copy() {
+    let (_directory, path) = temporary_store_path();
+    let store = Sqlite::open(&path).await.unwrap();
+    let stream = StreamId::new("group", "retried");
+    let other = StreamId::new("group", "other");
+    let batch = events(3);
+    let mut overlapping = events(1);
+    overlapping.push(batch[1].clone());
+
+    let blocker = raw_connection(&path);
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut group: Vec<Pending<'_>> = vec![
+        Box::pin(store.append(&stream, ExpectedVersion::NoStream, batch.clone())),
+        Box::pin(store.append(&stream, ExpectedVersion::NoStream, batch.clone())),
+        Box::pin(store.append(&other, ExpectedVersion::NoStream, overlapping)),
+        Box::pin(store.append(&stream, ExpectedVersion::Any, batch.clone())),
+        Box::pin(store.append(&other, ExpectedVersion::NoStream, events(2))),
+    ];
+    for request in &mut group {
+        queue(request).await;
+    }
+    blocker.execute_batch("COMMIT").unwrap();
+    let mut results = Vec::new();
+    for request in group {
+        results.push(request.await);
+    }
+
+    let original = *results[0]
+        .as_ref()
+        .expect("the first append stores the batch");
+    assert_eq!(original.version, Version(3));
+    assert_eq!(results[1].as_ref().ok(), Some(&original), "the retry");
+    assert_eq!(
+        results[3].as_ref().ok(),
+        Some(&original),
+        "the retry with Any"
+    );
+    let refused = results[2]
+        .as_ref()
+        .unwrap_err()
+        .as_duplicate_event_ids()
+        .expect("the overlapping batch is refused");
+    assert_eq!(refused.duplicates.len(), 1);
+    assert_eq!(refused.duplicates[0].event_id, batch[1].event_id);
+    assert_eq!(results[4].as_ref().unwrap().version, Version(2));
+
+    let stored = store
+        .read_stream(&stream, VersionRange::all())
+        .await
+        .unwrap();
+    let ids: Vec<_> = stored.iter().map(|event| event.event_id).collect();
+    let sent: Vec<_> = batch.iter().map(|event| event.event_id).collect();
+    assert_eq!(ids, sent, "one copy of the batch");
+    let log = store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert_eq!(log.len(), 5, "the batch and the other stream's two events");
+    assert_eq!(log[2].global_position, original.position);
+}

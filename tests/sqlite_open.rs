@@ -134,7 +134,7 @@ async fn a_store_of_a_newer_schema_is_refused_and_untouched() {
     match refused(&path).await {
         StoreError::NewerSchema { found, supported } => {
             assert_eq!(found, 7);
-            assert_eq!(supported, 1);
+            assert_eq!(supported, 2);
         }
         other => panic!("expected NewerSchema, got {other:?}"),
     }

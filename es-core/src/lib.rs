@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod clock;
 pub mod codec;
+pub mod command;
 pub mod event;
 pub mod projection;
 pub mod repository;
@@ -22,6 +23,7 @@ pub mod types;
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
+pub use command::CommandId;
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
 pub use projection::daemon::{DaemonClient, ProjectionDaemon};
 pub use projection::{
@@ -37,8 +39,8 @@ pub use snapshot::{
     SnapshotStore, UnusableSnapshot,
 };
 pub use store::{
-    AppendOutcome, Conflict, Conflicts, EventStore, ExpectedVersion, InMemory, StoreError,
-    StreamBatch, VersionRange,
+    AppendOutcome, Conflict, Conflicts, DuplicateEventId, DuplicateEventIds, EventStore,
+    ExpectedVersion, InMemory, StoreError, StoredId, StreamBatch, VersionRange,
 };
 pub use subscription::{EventFilter, Subscribe, Subscription, SubscriptionStats};
 pub use types::{GlobalPosition, ParseTimestampError, StreamId, Timestamp, Version};

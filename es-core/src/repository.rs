@@ -17,6 +17,7 @@ use crate::store::{
 };
 use crate::types::{StreamId, Timestamp, Version};
 
+mod command_id;
 mod retry;
 mod unit_of_work;
 
@@ -495,13 +496,31 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         root: &mut AggregateRoot<A>,
         metadata: &Metadata,
     ) -> Result<Option<AppendOutcome>, RepositoryError> {
+        self.save_encoded(root, metadata, |_| None).await
+    }
+
+    /// Saves the pending events of `root` with `metadata`, the event at index `i` with the
+    /// id `event_id(i)` (a fresh UUID v7 when `None`).
+    async fn save_encoded(
+        &self,
+        root: &mut AggregateRoot<A>,
+        metadata: &Metadata,
+        event_id: impl Fn(u32) -> Option<uuid::Uuid>,
+    ) -> Result<Option<AppendOutcome>, RepositoryError> {
         if !root.has_pending_events() {
             return Ok(None);
         }
         let events = root
             .pending_events()
             .iter()
-            .map(|event| Ok(NewEvent::encode(event, self.codec)?.with_metadata(metadata.clone())))
+            .zip(0..)
+            .map(|(event, index)| {
+                let mut new = NewEvent::encode(event, self.codec)?.with_metadata(metadata.clone());
+                if let Some(id) = event_id(index) {
+                    new.event_id = id;
+                }
+                Ok(new)
+            })
             .collect::<Result<Vec<_>, CodecError>>()?;
         let stream = root.stream_id();
         let loaded = root.version();

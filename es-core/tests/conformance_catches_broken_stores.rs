@@ -69,6 +69,9 @@ enum Bug {
     SubscriptionLeaksRegistration,
     /// A subscription applies its filter only to the events stored when it started.
     SubscriptionFiltersStoredEventsOnly,
+    /// Event ids are not kept: every appended event gets a fresh one, so a retried batch is
+    /// stored again (as by a store without a unique index on ids).
+    RetriesStoreCopies,
 }
 
 /// The in-memory store with one [`Bug`].
@@ -208,6 +211,16 @@ impl Broken {
                 expected.check(stream, self.current_version(&key).await?)?;
                 self.pair.wait().await;
                 return self.inner.append(&key, ExpectedVersion::Any, events).await;
+            }
+            Bug::RetriesStoreCopies => {
+                let fresh = events
+                    .into_iter()
+                    .map(|event| NewEvent {
+                        event_id: uuid::Uuid::now_v7(),
+                        ..event
+                    })
+                    .collect();
+                return self.inner.append(&key, expected, fresh).await;
             }
             _ => {}
         }
@@ -539,4 +552,10 @@ caught! {
     a_subscription_filtering_only_stored_events: SubscriptionFiltersStoredEventsOnly
         by subscription_filtered_by_event_type_delivers_only_those
         saying "must deliver exactly the events of any of them";
+    idempotent_retries_stored_again: RetriesStoreCopies
+        by idempotent_retry_returns_the_original_outcome_and_stores_one_copy
+        saying "re-appending a stored batch must return its original outcome and store nothing";
+    idempotent_ids_reused_across_streams: RetriesStoreCopies
+        by idempotent_ids_are_unique_across_streams
+        saying "an event id stored in one stream must be refused in another";
 }

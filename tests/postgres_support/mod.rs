@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // Each suite uses a different part of this module.
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use es_core::store::postgres::{Postgres, PostgresOptions};

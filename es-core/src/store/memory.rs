@@ -4,12 +4,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use uuid::Uuid;
+
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
-    check_stream_batches, record_append, record_appends, record_read, AppendOutcome, Conflicts,
-    EventStore, ExpectedVersion, StoreError, StreamBatch, VersionRange,
+    check_batch_ids, check_stream_batches, match_stored_batch, match_stored_batches, record_append,
+    record_appends, record_read, AppendOutcome, Conflicts, EventStore, ExpectedVersion, StoreError,
+    StoredId, StreamBatch, VersionRange,
 };
 use crate::subscription::{
     EventFilter, LogPage, PageFuture, PageSource, Subscribe, Subscription, SubscriptionStats,
@@ -38,6 +41,8 @@ struct Inner {
     log: Vec<RecordedEvent>,
     /// For each stream, the log indexes of its events in version order.
     streams: HashMap<StreamId, Vec<usize>>,
+    /// The log index of every event, by id: ids are unique in the store.
+    ids: HashMap<Uuid, usize>,
     snapshots: HashMap<StreamId, Snapshot>,
     projections: HashMap<String, SavedProjection>,
 }
@@ -93,6 +98,22 @@ impl InMemory {
 }
 
 impl Inner {
+    /// Where each of `ids` that is stored sits.
+    fn stored_ids<'a>(&self, ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<StoredId> {
+        ids.into_iter()
+            .filter_map(|id| self.ids.get(id))
+            .map(|&index| {
+                let event = &self.log[index];
+                StoredId {
+                    event_id: event.event_id,
+                    stream: event.stream.clone(),
+                    version: event.version,
+                    position: event.global_position,
+                }
+            })
+            .collect()
+    }
+
     /// The last version of `stream` (`None`: no events).
     fn current(&self, stream: &StreamId) -> Option<Version> {
         self.streams
@@ -133,6 +154,7 @@ impl Inner {
                 metadata: event.metadata,
                 payload: event.payload,
             });
+            self.ids.insert(event.event_id, index);
             indexes.push(index);
         }
         self.streams
@@ -160,7 +182,14 @@ impl EventStore for InMemory {
         if events.is_empty() {
             return Err(StoreError::EmptyAppend);
         }
+        check_batch_ids(stream, &events)?;
         let mut inner = self.lock();
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        if let Some(outcome) = match_stored_batch(stream, &ids, &inner.stored_ids(&ids))? {
+            let outcome = Ok(outcome);
+            record_append(&outcome);
+            return outcome;
+        }
         let current = inner.current(stream);
         expected.check(stream, current)?;
         // Read the clock under the lock that orders the log, and never stamp an event earlier
@@ -186,6 +215,19 @@ impl EventStore for InMemory {
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         check_stream_batches(&batches)?;
         let mut inner = self.lock();
+        let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
+            .iter()
+            .map(|batch| {
+                let ids = batch.events.iter().map(|event| event.event_id).collect();
+                (&batch.stream, ids)
+            })
+            .collect();
+        let stored = inner.stored_ids(ids.iter().flat_map(|(_, ids)| ids));
+        if let Some(outcomes) = match_stored_batches(&ids, &stored)? {
+            let outcomes = Ok(outcomes);
+            record_appends(&outcomes);
+            return outcomes;
+        }
         // Every stream is checked before anything is pushed, under the one lock: all or none.
         let currents: Vec<Option<Version>> = batches
             .iter()

@@ -13,12 +13,17 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
+mod idempotency;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub(crate) use idempotency::{
+    check_batch_ids, check_ids_across_batches, match_stored_batch, match_stored_batches,
+};
+pub use idempotency::{DuplicateEventId, DuplicateEventIds, StoredId};
 pub use memory::InMemory;
 
 /// The version a stream must be at for an append to go through.
@@ -173,10 +178,11 @@ impl StreamBatch {
 }
 
 /// Checks the shape of a multi-stream append before a store looks at its data: at least one
-/// batch, no empty batch, no stream twice.
+/// batch, no empty batch, no stream twice, no event id twice.
 ///
 /// # Errors
-/// [`StoreError::EmptyAppend`] and [`StoreError::DuplicateStream`].
+/// [`StoreError::EmptyAppend`], [`StoreError::DuplicateStream`] and
+/// [`StoreError::DuplicateEventIds`].
 pub fn check_stream_batches(batches: &[StreamBatch]) -> Result<(), StoreError> {
     if batches.is_empty() || batches.iter().any(|batch| batch.events.is_empty()) {
         return Err(StoreError::EmptyAppend);
@@ -189,7 +195,7 @@ pub fn check_stream_batches(batches: &[StreamBatch]) -> Result<(), StoreError> {
             });
         }
     }
-    Ok(())
+    check_ids_across_batches(batches)
 }
 
 /// What an append wrote.
@@ -267,6 +273,10 @@ pub enum StoreError {
         /// The stream named twice.
         stream: StreamId,
     },
+    /// Some event ids of the batch are already stored (or repeated in it), and the batch is
+    /// not an exact retry of a stored one; nothing was written. Retrying will not help.
+    #[error(transparent)]
+    DuplicateEventIds(#[from] DuplicateEventIds),
     /// The file or database is not an event store of this framework.
     #[error("`{location}` is not an event store: {reason}")]
     NotAStore {
@@ -291,6 +301,19 @@ pub enum StoreError {
         /// Where (for example a global position).
         location: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// An existing store of an older schema could not be upgraded to this release's schema;
+    /// nothing was changed, so the release that wrote it can still open it.
+    #[error("`{location}` cannot be upgraded from schema version {from} to {to}: {reason}")]
+    Migration {
+        /// The path or name that was opened.
+        location: String,
+        /// The schema version found.
+        from: u32,
+        /// The schema version this release needs.
+        to: u32,
+        /// What stands in the way, and what to do about it.
         reason: String,
     },
     /// The configuration is invalid (a bad schema name, a bad option).
@@ -334,6 +357,23 @@ impl StoreError {
             StoreError::Conflict(conflict) => Some(conflict),
             _ => None,
         }
+    }
+
+    /// The refused ids, if this is [`StoreError::DuplicateEventIds`].
+    #[must_use]
+    pub fn as_duplicate_event_ids(&self) -> Option<&DuplicateEventIds> {
+        match self {
+            StoreError::DuplicateEventIds(duplicates) => Some(duplicates),
+            _ => None,
+        }
+    }
+
+    /// Whether the outcome of the operation is unknown: the connection failed, so an append
+    /// may or may not have been committed. Re-appending the same batch (same event ids) is
+    /// safe: a committed batch answers its original outcome and is not stored twice.
+    #[must_use]
+    pub fn is_connection(&self) -> bool {
+        matches!(self, StoreError::Connection(_))
     }
 
     /// A backend error wrapping `source`.
@@ -383,6 +423,16 @@ impl StoreError {
 ///    version of a shared stream, and they never deadlock. No batches, a batch of no events
 ///    ([`StoreError::EmptyAppend`]) and a stream named twice ([`StoreError::DuplicateStream`])
 ///    are rejected before anything is checked.
+/// 9. **Idempotent appends.** Event ids are unique in the store. An append whose events are
+///    exactly a stored batch (the same ids, in the same stream, at consecutive versions in
+///    batch order) stores nothing and returns that batch's original [`AppendOutcome`],
+///    whatever `expected` says: so a batch whose append failed with an unknown outcome
+///    ([`StoreError::Connection`]) can be sent again safely, also by many tasks at once. Any
+///    other batch holding a stored id (some ids stored, or the same ids in another stream or at
+///    other versions), or an id twice, is [`StoreError::DuplicateEventIds`] naming the ids,
+///    and writes nothing. A multi-stream append is a retry when every one of its batches is
+///    (it returns their original outcomes); when only some are, or any batch overlaps stored
+///    ids otherwise, it is [`StoreError::DuplicateEventIds`] and writes nothing.
 pub trait EventStore: Send + Sync {
     /// Appends `events` to `stream` if the stream is at `expected`.
     fn append(

@@ -5,17 +5,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::Object;
+
+use super::checkout::Checkout;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::errors::{is_write_conflict, pool_error, query_error};
+use super::errors::{is_event_id_taken, is_write_conflict, query_error};
 use super::rows::{check_text, to_bigint, Batch};
 use super::schema::lock_key;
 use super::Shared;
 use crate::event::NewEvent;
 use crate::store::{
-    check_stream_batches, AppendOutcome, Conflict, Conflicts, ExpectedVersion, StoreError,
-    StreamBatch,
+    check_batch_ids, check_stream_batches, match_stored_batch, match_stored_batches, AppendOutcome,
+    Conflict, Conflicts, ExpectedVersion, StoreError, StreamBatch,
 };
 use crate::types::{GlobalPosition, StreamId, Version};
 
@@ -33,38 +35,6 @@ pub enum AppendEnding {
     /// Keep the transaction open this long after the insert, then roll it back. Returns the
     /// outcome the batch would have had; none of it is stored.
     RollBackAfter(Duration),
-}
-
-/// A pooled connection that goes back to the pool only when [`Checkout::release`] says the
-/// session is clean (outside any transaction). Dropped any other way (an error, or the
-/// append's future dropped by its caller mid-transaction), the connection is closed instead,
-/// so the server rolls the open transaction back and frees its locks; no later user of the
-/// pool inherits either.
-struct Checkout {
-    client: Option<Object>,
-}
-
-impl Checkout {
-    fn client(&self) -> &Object {
-        self.client
-            .as_ref()
-            .expect("a checkout holds its client until it is released or dropped")
-    }
-
-    /// Returns the connection to the pool.
-    fn release(mut self) {
-        drop(self.client.take());
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            // Detached from the pool, the wrapper aborts its connection task when dropped,
-            // which closes the socket.
-            drop(Object::take(client));
-        }
-    }
 }
 
 /// The expectation as the insert statement's `$3` (kind) and `$4` (exact version).
@@ -216,6 +186,7 @@ pub(super) async fn append(
     if events.is_empty() {
         return Err(StoreError::EmptyAppend);
     }
+    check_batch_ids(stream, &events)?;
     check_text("aggregate type", stream.aggregate_type())?;
     check_text("aggregate id", stream.aggregate_id())?;
     let count = events.len();
@@ -235,13 +206,24 @@ pub(super) async fn append(
         batch: Batch::new(events)?,
     };
 
-    let checkout = Checkout {
-        client: Some(store.pool.get().await.map_err(pool_error)?),
-    };
+    let checkout = Checkout::get(store).await?;
     let client = checkout.client();
     let commit_now = ending == AppendEnding::Commit;
-    let replies = match request.run(client, store, commit_now).await {
+    // Past the bound, the checkout is dropped, which closes the connection: whether the
+    // commit happened is unknown, as for any lost connection.
+    let replies = match checkout
+        .bounded_raw(Box::pin(request.run(client, store, commit_now)))
+        .await?
+    {
         Ok(replies) => replies,
+        Err(error) if is_event_id_taken(&error) => {
+            // A concurrent append to another stream stored one of the ids first (appends to
+            // one stream queue on its lock, and see each other's ids before inserting).
+            drop(checkout);
+            return stored_batch(store, stream, &request.batch)
+                .await?
+                .ok_or_else(|| query_error(error));
+        }
         Err(error) if is_write_conflict(&error) => {
             drop(checkout);
             let actual = store.stream_version(stream).await?;
@@ -251,15 +233,17 @@ pub(super) async fn append(
     };
 
     if replies.rows.is_empty() {
-        // The version check failed: nothing was inserted.
+        // Some ids are stored, or the version check failed: nothing was inserted.
         if !commit_now {
-            client
-                .batch_execute("ROLLBACK")
-                .await
-                .map_err(query_error)?;
+            checkout.bounded(client.batch_execute("ROLLBACK")).await?;
         }
         checkout.release();
-        return Err(conflict(stream, expected, replies.current));
+        // Stored ids never go away, so looking them up after the transaction still answers
+        // what the insert saw (or, if the same batch committed since, its outcome).
+        return match stored_batch(store, stream, &request.batch).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(conflict(stream, expected, replies.current)),
+        };
     }
     let outcome = outcome(&replies.rows, count)?;
 
@@ -270,7 +254,7 @@ pub(super) async fn append(
     };
     if let Some((delay, command)) = finish {
         tokio::time::sleep(delay).await;
-        match client.batch_execute(command).await {
+        match checkout.bounded_raw(client.batch_execute(command)).await? {
             Ok(()) => {}
             Err(error) if is_write_conflict(&error) => {
                 drop(checkout);
@@ -282,6 +266,26 @@ pub(super) async fn append(
     }
     checkout.release();
     Ok(outcome)
+}
+
+/// The outcome of `batch` if it is stored exactly in `stream`, `None` if none of its ids is
+/// stored.
+///
+/// # Errors
+/// [`StoreError::DuplicateEventIds`] if only some of them are, or elsewhere.
+async fn stored_batch(
+    store: &Shared,
+    stream: &StreamId,
+    batch: &Batch,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let rows = store
+        .query(&store.sql.find_event_ids, &[&batch.event_ids])
+        .await?;
+    let stored = rows
+        .iter()
+        .map(super::rows::stored_id)
+        .collect::<Result<Vec<_>, _>>()?;
+    match_stored_batch(stream, &batch.event_ids, &stored)
 }
 
 fn conflict(stream: &StreamId, expected: ExpectedVersion, actual: Option<Version>) -> StoreError {
@@ -462,11 +466,19 @@ pub(super) async fn append_streams(
         .collect();
     let request = StreamsRequest::new(store, batches)?;
 
-    let checkout = Checkout {
-        client: Some(store.pool.get().await.map_err(pool_error)?),
-    };
-    let replies = match request.run(checkout.client(), store).await {
+    let checkout = Checkout::get(store).await?;
+    let replies = match checkout
+        .bounded_raw(Box::pin(request.run(checkout.client(), store)))
+        .await?
+    {
         Ok(replies) => replies,
+        Err(error) if is_event_id_taken(&error) => {
+            // A concurrent append stored one of the ids first (see `append`).
+            drop(checkout);
+            return stored_batches(store, &targets, &request.batch)
+                .await?
+                .ok_or_else(|| query_error(error));
+        }
         Err(error) if is_write_conflict(&error) => {
             // Another writer bypassed the stream locks: report the streams' versions now.
             drop(checkout);
@@ -481,9 +493,38 @@ pub(super) async fn append_streams(
     checkout.release();
 
     if replies.rows.is_empty() {
+        // Some ids are stored, or a version check failed: nothing was inserted.
+        if let Some(outcomes) = stored_batches(store, &targets, &request.batch).await? {
+            return Ok(outcomes);
+        }
         return Err(streams_conflict(&targets, &replies.currents));
     }
     streams_outcomes(&targets, &replies.rows)
+}
+
+/// The outcomes of the batches if every one is stored exactly, `None` if none of their ids
+/// is stored; `batch` holds the events of every target, in order.
+///
+/// # Errors
+/// [`StoreError::DuplicateEventIds`] for any other overlap.
+async fn stored_batches(
+    store: &Shared,
+    targets: &[(StreamId, ExpectedVersion, usize)],
+    batch: &Batch,
+) -> Result<Option<Vec<AppendOutcome>>, StoreError> {
+    let rows = store
+        .query(&store.sql.find_event_ids, &[&batch.event_ids])
+        .await?;
+    let stored = rows
+        .iter()
+        .map(super::rows::stored_id)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ids = batch.event_ids.iter().copied();
+    let batches: Vec<(&StreamId, Vec<uuid::Uuid>)> = targets
+        .iter()
+        .map(|(stream, _, count)| (stream, ids.by_ref().take(*count).collect()))
+        .collect();
+    match_stored_batches(&batches, &stored)
 }
 
 /// The conflicts of the streams whose expectations `currents` does not satisfy. If every

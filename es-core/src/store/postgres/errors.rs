@@ -31,6 +31,15 @@ pub(super) fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// Whether `error` is a unique violation of the event-id constraint: another transaction
+/// stored one of the batch's ids first.
+pub(super) fn is_event_id_taken(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some(super::schema::EVENT_ID_CONSTRAINT)
+    })
+}
+
 /// Whether `error` is a concurrent write that a version conflict explains: a unique
 /// violation (another transaction wrote the same stream version) or a serialization failure.
 pub(super) fn is_write_conflict(error: &tokio_postgres::Error) -> bool {
@@ -51,8 +60,25 @@ pub(super) fn query_error(error: tokio_postgres::Error) -> StoreError {
 /// The store error for a failure to get a connection from the pool: [`StoreError::Closed`]
 /// after [`Postgres::close`](super::Postgres::close), else a connection failure.
 pub(super) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::{PoolError, TimeoutType};
     match error {
-        deadpool_postgres::PoolError::Closed => StoreError::Closed,
+        PoolError::Closed => StoreError::Closed,
+        // The pool gives the kind of wait, not its length: the length is in the options.
+        PoolError::Timeout(TimeoutType::Create) => StoreError::Connection(Box::new(PoolTimeout(
+            "opening a connection (TCP connect and startup handshake)",
+        ))),
+        PoolError::Timeout(TimeoutType::Wait) => StoreError::Connection(Box::new(PoolTimeout(
+            "waiting for a free pooled connection",
+        ))),
+        PoolError::Timeout(TimeoutType::Recycle) => StoreError::Connection(Box::new(PoolTimeout(
+            "checking a pooled connection before reuse",
+        ))),
         error => StoreError::Connection(Box::new(error)),
     }
 }
+
+/// The pool gave up waiting: see the bounds on
+/// [`PostgresOptions`](super::PostgresOptions).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} took longer than its configured bound")]
+struct PoolTimeout(&'static str);

@@ -82,7 +82,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::clock::{Clock, SystemClock};
@@ -95,6 +95,7 @@ use crate::store::{
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 mod append;
+mod checkout;
 mod errors;
 mod rows;
 mod schema;
@@ -103,18 +104,41 @@ mod subscriptions;
 #[doc(hidden)]
 pub use append::AppendEnding;
 
+use checkout::Checkout;
 use errors::{pool_error, query_error};
 use rows::{check_text, to_bigint, to_stored_bigint};
 use schema::{lock_key, SchemaName, Sql};
 use subscriptions::Subscriptions;
 
 /// How to connect to PostgreSQL: the server URL, the schema holding the tables, the pool
-/// size and the clock that stamps events.
+/// size, the time bounds and the clock that stamps events.
+///
+/// # Time bounds
+///
+/// No operation waits for the server without a bound, so a server that accepts connections
+/// and never answers, or a network that freezes mid-run, gives a [`StoreError::Connection`]
+/// instead of a hang:
+///
+/// - **connect**: opening one connection, the TCP connect *and* the startup and login
+///   handshake together ([`PostgresOptions::with_connect_timeout`]; else the URL's
+///   `connect_timeout`; else [`PostgresOptions::DEFAULT_CONNECT_TIMEOUT`]);
+/// - **pool wait**: waiting for a pooled connection while all are busy
+///   ([`PostgresOptions::with_pool_wait_timeout`]);
+/// - **statement**: each round trip to the server, a statement or the pipelined statements of
+///   an append, including any wait for a lock on the server
+///   ([`PostgresOptions::with_statement_timeout`]).
+///
+/// A connection whose round trip ran past its bound is closed, never reused. An append that
+/// failed this way may have been committed (as for any lost connection): send the same batch
+/// again, which is answered with its original outcome if it was stored.
 #[derive(Clone)]
 pub struct PostgresOptions {
     url: String,
     schema: String,
     pool_size: usize,
+    connect_timeout: Option<Duration>,
+    pool_wait_timeout: Duration,
+    statement_timeout: Duration,
     clock: Arc<dyn Clock>,
     subscription_poll_interval: Duration,
 }
@@ -131,6 +155,15 @@ impl PostgresOptions {
     /// How often a subscription reads the log while it waits for a notification, unless
     /// [`PostgresOptions::with_subscription_poll_interval`] says otherwise.
     pub const DEFAULT_SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// The bound on opening a connection (TCP connect and startup handshake) unless
+    /// [`PostgresOptions::with_connect_timeout`] or the URL's `connect_timeout` says otherwise.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The bound on waiting for a pooled connection unless
+    /// [`PostgresOptions::with_pool_wait_timeout`] says otherwise.
+    pub const DEFAULT_POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The bound on each round trip to the server unless
+    /// [`PostgresOptions::with_statement_timeout`] says otherwise.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// Options for the server at `url`, a libpq-style URL or key/value string such as
     /// `postgres://user:password@host:5432/database` (all of tokio-postgres' parameters, for
@@ -140,9 +173,38 @@ impl PostgresOptions {
             url: url.into(),
             schema: PostgresOptions::DEFAULT_SCHEMA.to_owned(),
             pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
+            connect_timeout: None,
+            pool_wait_timeout: PostgresOptions::DEFAULT_POOL_WAIT_TIMEOUT,
+            statement_timeout: PostgresOptions::DEFAULT_STATEMENT_TIMEOUT,
             clock: Arc::new(SystemClock),
             subscription_poll_interval: PostgresOptions::DEFAULT_SUBSCRIPTION_POLL_INTERVAL,
         }
+    }
+
+    /// Bounds opening one connection, the TCP connect and the startup and login handshake
+    /// together, by `timeout` (more than zero). Overrides the URL's `connect_timeout`.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds the wait for a pooled connection, when every one is busy, by `timeout` (more
+    /// than zero).
+    #[must_use]
+    pub fn with_pool_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_wait_timeout = timeout;
+        self
+    }
+
+    /// Bounds each round trip to the server (a statement, or the pipelined statements of an
+    /// append, with any wait for a lock on the server) by `timeout` (more than zero). Raise it
+    /// for the first connect to a large store of an older schema version, whose upgrade builds
+    /// an index in one round trip.
+    #[must_use]
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
     }
 
     /// Puts the tables in `schema`: 1 to 63 characters of `a-z`, `0-9` and `_`, not starting
@@ -188,6 +250,25 @@ impl PostgresOptions {
     pub fn pool_size(&self) -> usize {
         self.pool_size
     }
+
+    /// The bound on opening a connection, if set here (else the URL's `connect_timeout`, else
+    /// [`PostgresOptions::DEFAULT_CONNECT_TIMEOUT`], applies).
+    #[must_use]
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// The bound on waiting for a pooled connection.
+    #[must_use]
+    pub fn pool_wait_timeout(&self) -> Duration {
+        self.pool_wait_timeout
+    }
+
+    /// The bound on each round trip to the server.
+    #[must_use]
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
 }
 
 impl fmt::Debug for PostgresOptions {
@@ -200,6 +281,9 @@ impl fmt::Debug for PostgresOptions {
                 "subscription_poll_interval",
                 &self.subscription_poll_interval,
             )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_wait_timeout", &self.pool_wait_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +306,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// Snapshots found unusable by any repository over this store.
     snapshot_fallbacks: AtomicU64,
+    /// The bound on each round trip to the server.
+    statement_timeout: Duration,
     /// The first key of the in-flight locks of this store, as `pg_advisory_xact_lock_shared`
     /// takes it.
     in_flight_tag: i32,
@@ -269,13 +355,29 @@ impl Postgres {
                 options.pool_size
             )));
         }
+        for (name, timeout) in [
+            ("connect", options.connect_timeout),
+            ("pool wait", Some(options.pool_wait_timeout)),
+            ("statement", Some(options.statement_timeout)),
+        ] {
+            if timeout == Some(Duration::ZERO) {
+                return Err(StoreError::Config(format!(
+                    "the {name} timeout must be more than zero"
+                )));
+            }
+        }
         let mut config: tokio_postgres::Config = options
             .url
             .parse()
             .map_err(|error| StoreError::Config(format!("invalid PostgreSQL URL: {error}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
+        // The driver bounds only each TCP connect attempt by `connect_timeout` (and treats 0
+        // as none); the pool bounds the whole connect, handshake included, by the same time.
+        let connect_timeout = options
+            .connect_timeout
+            .or_else(|| config.get_connect_timeout().copied())
+            .filter(|timeout| !timeout.is_zero())
+            .unwrap_or(PostgresOptions::DEFAULT_CONNECT_TIMEOUT);
+        config.connect_timeout(connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("es-core");
         }
@@ -293,11 +395,29 @@ impl Postgres {
         );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(connect_timeout))
+            .wait_timeout(Some(options.pool_wait_timeout))
+            .recycle_timeout(Some(options.statement_timeout))
             .build()
             .map_err(|error| StoreError::Config(error.to_string()))?;
 
         let mut client = pool.get().await.map_err(pool_error)?;
-        schema::migrate(&mut client, &schema).await?;
+        let migrated = tokio::time::timeout(
+            options.statement_timeout,
+            schema::migrate(&mut client, &schema),
+        )
+        .await;
+        let Ok(migrated) = migrated else {
+            // The session may be inside the migration's transaction: close it.
+            drop(Object::take(client));
+            return Err(checkout::TimedOut {
+                operation: "checking (or creating) the store's tables",
+                limit: options.statement_timeout,
+            }
+            .into_error());
+        };
+        migrated?;
         drop(client);
 
         Ok(Postgres {
@@ -312,6 +432,7 @@ impl Postgres {
                 schema,
                 clock: options.clock,
                 subscriptions,
+                statement_timeout: options.statement_timeout,
             }),
         })
     }
@@ -363,9 +484,16 @@ impl Shared {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        client.query(&statement, params).await.map_err(query_error)
+        let checkout = Checkout::get(self).await?;
+        let client = checkout.client();
+        let rows = checkout
+            .bounded(async {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await
+            })
+            .await?;
+        checkout.release();
+        Ok(rows)
     }
 
     /// The last version of `stream` (`None`: no events).
@@ -521,19 +649,20 @@ impl EventStore for Postgres {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let shared = &self.shared;
-        let client = shared.pool.get().await.map_err(pool_error)?;
-        let bound = shared.read_bound(&client).await.map_err(query_error)?;
+        let checkout = Checkout::get(shared).await?;
+        let client = checkout.client();
+        let bound = checkout.bounded(shared.read_bound(client)).await?;
         if bound <= after.saturating_add(1) {
+            checkout.release();
             return Ok(Vec::new());
         }
-        let statement = client
-            .prepare_cached(&shared.sql.read_all)
-            .await
-            .map_err(query_error)?;
-        let rows = client
-            .query(&statement, &[&after, &bound, &limit])
-            .await
-            .map_err(query_error)?;
+        let rows = checkout
+            .bounded(async {
+                let statement = client.prepare_cached(&shared.sql.read_all).await?;
+                client.query(&statement, &[&after, &bound, &limit]).await
+            })
+            .await?;
+        checkout.release();
         let events = Shared::events(&rows);
         record_read(&events);
         events
@@ -541,16 +670,16 @@ impl EventStore for Postgres {
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         let shared = &self.shared;
-        let client = shared.pool.get().await.map_err(pool_error)?;
-        let bound = shared.read_bound(&client).await.map_err(query_error)?;
-        let statement = client
-            .prepare_cached(&shared.sql.last_position)
-            .await
-            .map_err(query_error)?;
-        let row = client
-            .query_one(&statement, &[&bound])
-            .await
-            .map_err(query_error)?;
+        let checkout = Checkout::get(shared).await?;
+        let client = checkout.client();
+        let bound = checkout.bounded(shared.read_bound(client)).await?;
+        let row = checkout
+            .bounded(async {
+                let statement = client.prepare_cached(&shared.sql.last_position).await?;
+                client.query_one(&statement, &[&bound]).await
+            })
+            .await?;
+        checkout.release();
         let position: Option<i64> = row.try_get(0).map_err(query_error)?;
         Ok(GlobalPosition(position.unwrap_or(0).max(0) as u64))
     }

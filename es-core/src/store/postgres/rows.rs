@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::codec::CodecId;
 use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::snapshot::{SavedProjection, Snapshot};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredId};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// A text value PostgreSQL cannot store: its `text` type has no NUL character.
@@ -129,6 +129,25 @@ pub(super) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     };
     decode().map_err(|reason| StoreError::Corrupt {
         location: format!("global position {position}"),
+        reason,
+    })
+}
+
+/// Decodes a row of the `find_event_ids` statement.
+pub(super) fn stored_id(row: &Row) -> Result<StoredId, StoreError> {
+    let decode = || -> Result<StoredId, String> {
+        Ok(StoredId {
+            event_id: column(row, 0, "event_id")?,
+            stream: StreamId::new(
+                column::<String>(row, 1, "aggregate_type")?,
+                column::<String>(row, 2, "aggregate_id")?,
+            ),
+            version: Version(unsigned(row, 3, "version")?),
+            position: GlobalPosition(unsigned(row, 4, "global_position")?),
+        })
+    };
+    decode().map_err(|reason| StoreError::Corrupt {
+        location: "an event row".to_owned(),
         reason,
     })
 }

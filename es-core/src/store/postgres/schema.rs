@@ -11,13 +11,17 @@ use tokio_postgres::IsolationLevel;
 use super::errors::query_error;
 use crate::store::StoreError;
 
-/// The newest schema version this release reads and writes.
-pub(super) const SCHEMA_VERSION: u32 = 1;
+/// The newest schema version this release reads and writes. Version 2 made event ids unique
+/// (the constraint [`EVENT_ID_CONSTRAINT`]); a store of version 1 is upgraded on connect.
+pub(super) const SCHEMA_VERSION: u32 = 2;
+
+/// The unique constraint on `events.event_id` (schema version 2).
+pub(super) const EVENT_ID_CONSTRAINT: &str = "events_event_id_key";
 
 /// The value of the `format` row of the `meta` table, which marks a schema as an event store.
 const FORMAT: &str = "es-core event store";
 
-/// The tables of schema version 1.
+/// The tables of schema versions 1 and 2.
 const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
 
 /// A validated PostgreSQL schema name: 1 to 63 bytes of `a-z`, `0-9` and `_`, not starting
@@ -112,6 +116,9 @@ pub(super) struct Sql {
     pub append: String,
     /// `$1, $2` the stream: its last version, or NULL.
     pub stream_version: String,
+    /// `$1` event ids: `event_id, aggregate_type, aggregate_id, version, global_position` of
+    /// each one stored.
+    pub find_event_ids: String,
     /// `$1, $2` stream, `$3..=$4` versions.
     pub read_stream: String,
     /// `$1, $2` stream, `$3` recorded at or before.
@@ -190,37 +197,11 @@ impl Sql {
             // lock is held, so `current` is the stream's committed last version. `$5` is the
             // clock's time, raised to the stream's last `recorded_at` if the clock (or another
             // node's) is behind, so a stream's times never run backwards against its versions.
-            append: format!(
-                "WITH last AS (
-                     SELECT version, recorded_at FROM {s}.events
-                     WHERE aggregate_type = $1 AND aggregate_id = $2
-                     ORDER BY version DESC LIMIT 1
-                 ), current AS (
-                     SELECT max(version) AS version, max(recorded_at) AS recorded_at FROM last
-                 )
-                 INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id,
-                     event_type, schema_version, codec, payload, metadata, recorded_at)
-                 SELECT $1, $2, COALESCE(current.version, 0) + batch.ordinality, batch.event_id,
-                     batch.event_type, batch.schema_version, batch.codec, batch.payload,
-                     batch.metadata::json, GREATEST($5::bigint, current.recorded_at)
-                 FROM current,
-                     unnest($6::uuid[], $7::text[], $8::bigint[], $9::smallint[], $10::bytea[],
-                         $11::text[])
-                     WITH ORDINALITY
-                     AS batch(event_id, event_type, schema_version, codec, payload, metadata,
-                         ordinality)
-                 WHERE CASE $3::smallint
-                     WHEN 0 THEN true
-                     WHEN 1 THEN current.version IS NULL
-                     WHEN 2 THEN current.version IS NOT NULL
-                     ELSE COALESCE(current.version, 0) = $4::bigint
-                 END
-                 ORDER BY batch.ordinality
-                 RETURNING global_position, version"
-            ),
+            append: append(&s),
             stream_version: format!(
                 "SELECT max(version) FROM {s}.events WHERE aggregate_type = $1 AND aggregate_id = $2"
             ),
+            find_event_ids: find_event_ids(&s),
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4
@@ -288,7 +269,7 @@ fn read_page_sql(s: &str) -> String {
 /// exact version; `$5` the clock's time; `$6` each event's stream (1-based index into `$1`),
 /// `$7` its place in its stream's batch (from 1), and `$8..$13` its columns. One time for the
 /// whole append: the clock's, raised to the latest last time of the streams. Nothing is
-/// inserted unless every check holds.
+/// inserted unless every check holds and no event id of the append is stored.
 fn append_streams(s: &str) -> String {
     format!(
         "WITH streams AS (
@@ -327,8 +308,51 @@ fn append_streams(s: &str) -> String {
                  payload, metadata, ordinality)
          JOIN streams ON streams.number = batch.stream
          WHERE checked.holds
+           AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE event_id = ANY($8::uuid[]))
          ORDER BY batch.ordinality
          RETURNING global_position, aggregate_type, aggregate_id, version"
+    )
+}
+
+/// The single-stream insert (see [`Sql::append`]) for the tables in `s` (quoted).
+fn append(s: &str) -> String {
+    format!(
+        "WITH last AS (
+             SELECT version, recorded_at FROM {s}.events
+             WHERE aggregate_type = $1 AND aggregate_id = $2
+             ORDER BY version DESC LIMIT 1
+         ), current AS (
+             SELECT max(version) AS version, max(recorded_at) AS recorded_at FROM last
+         )
+         INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id,
+             event_type, schema_version, codec, payload, metadata, recorded_at)
+         SELECT $1, $2, COALESCE(current.version, 0) + batch.ordinality, batch.event_id,
+             batch.event_type, batch.schema_version, batch.codec, batch.payload,
+             batch.metadata::json, GREATEST($5::bigint, current.recorded_at)
+         FROM current,
+             unnest($6::uuid[], $7::text[], $8::bigint[], $9::smallint[], $10::bytea[],
+                 $11::text[])
+             WITH ORDINALITY
+             AS batch(event_id, event_type, schema_version, codec, payload, metadata,
+                 ordinality)
+         WHERE CASE $3::smallint
+             WHEN 0 THEN true
+             WHEN 1 THEN current.version IS NULL
+             WHEN 2 THEN current.version IS NOT NULL
+             ELSE COALESCE(current.version, 0) = $4::bigint
+         END
+         AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE event_id = ANY($6::uuid[]))
+         ORDER BY batch.ordinality
+         RETURNING global_position, version"
+    )
+}
+
+/// Where each of the event ids `$1` is stored (see [`Sql::find_event_ids`]) for the tables in
+/// `s` (quoted).
+fn find_event_ids(s: &str) -> String {
+    format!(
+        "SELECT event_id, aggregate_type, aggregate_id, version, global_position
+         FROM {s}.events WHERE event_id = ANY($1::uuid[])"
     )
 }
 
@@ -344,7 +368,7 @@ fn stream_versions(s: &str) -> String {
     )
 }
 
-/// The tables of schema version 1. Positions come from the identity sequence
+/// The tables of the current schema version. Positions come from the identity sequence
 /// `events_global_position_seq`, which the gap-safe read rule reads as well.
 fn create_tables(schema: &SchemaName) -> String {
     let s = schema.quoted();
@@ -366,7 +390,8 @@ fn create_tables(schema: &SchemaName) -> String {
              payload bytea NOT NULL,
              metadata json NOT NULL,
              recorded_at bigint NOT NULL,
-             UNIQUE (aggregate_type, aggregate_id, version)
+             UNIQUE (aggregate_type, aggregate_id, version),
+             CONSTRAINT {EVENT_ID_CONSTRAINT} UNIQUE (event_id)
          );
          COMMENT ON COLUMN {s}.events.recorded_at IS 'microseconds since the Unix epoch, UTC';
          CREATE TABLE {s}.snapshots (
@@ -480,7 +505,9 @@ async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Resul
                 supported: SCHEMA_VERSION,
             });
         }
-        // Version 1 is the first schema: there is nothing older to upgrade yet.
+        if found < SCHEMA_VERSION {
+            upgrade(transaction, schema, found).await?;
+        }
         return Ok(());
     }
 
@@ -510,6 +537,74 @@ async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Resul
                 schema.quoted()
             ),
             &[&FORMAT, &SCHEMA_VERSION.to_string()],
+        )
+        .await
+        .map_err(query_error)?;
+    Ok(())
+}
+
+/// Upgrades the store in `schema` from version `from` to [`SCHEMA_VERSION`], inside the
+/// migration's transaction (so a failure leaves it as it was).
+///
+/// 1 → 2: event ids become unique. If some id is stored twice already, the upgrade is
+/// refused with [`StoreError::Migration`] naming (a few of) them. Adding the constraint
+/// builds its index under a lock that blocks writes to `events` until the upgrade commits.
+async fn upgrade(
+    transaction: &Transaction<'_>,
+    schema: &SchemaName,
+    from: u32,
+) -> Result<(), StoreError> {
+    let s = schema.quoted();
+    if from < 2 {
+        let repeated: Vec<String> = transaction
+            .query(
+                &format!(
+                    "SELECT event_id::text, count(*) FROM {s}.events GROUP BY event_id
+                     HAVING count(*) > 1 ORDER BY min(global_position) LIMIT 6"
+                ),
+                &[],
+            )
+            .await
+            .map_err(query_error)?
+            .iter()
+            .map(|row| {
+                format!(
+                    "{} ({} copies)",
+                    row.get::<_, String>(0),
+                    row.get::<_, i64>(1)
+                )
+            })
+            .collect();
+        if !repeated.is_empty() {
+            return Err(StoreError::Migration {
+                location: format!("PostgreSQL schema `{}`", schema.as_str()),
+                from,
+                to: SCHEMA_VERSION,
+                reason: format!(
+                    "event ids must be unique, and some are stored more than once: {}{}; \
+                     decide which copies to keep (a retried batch stored twice has the same ids \
+                     at two places), delete the others, and connect again",
+                    repeated
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if repeated.len() > 5 { ", ..." } else { "" },
+                ),
+            });
+        }
+        transaction
+            .batch_execute(&format!(
+                "ALTER TABLE {s}.events ADD CONSTRAINT {EVENT_ID_CONSTRAINT} UNIQUE (event_id)"
+            ))
+            .await
+            .map_err(query_error)?;
+    }
+    transaction
+        .execute(
+            &format!("UPDATE {s}.meta SET value = $1 WHERE key = 'schema_version'"),
+            &[&SCHEMA_VERSION.to_string()],
         )
         .await
         .map_err(query_error)?;

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::errors::{pool_error, query_error};
+use super::checkout::Checkout;
 use super::schema::{lock_key, SchemaName};
 use super::{Postgres, Shared};
 use crate::store::StoreError;
@@ -184,8 +184,9 @@ impl Shared {
             return Ok(at_head());
         };
         let limit = limit.max(1);
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let bound = self.read_bound(&client).await.map_err(query_error)?;
+        let checkout = Checkout::get(self).await?;
+        let client = checkout.client();
+        let bound = checkout.bounded(self.read_bound(client)).await?;
         // The last position readable now, and the last this read scans.
         let head = bound - 1;
         let window = i64::try_from(SCAN_WINDOW).unwrap_or(i64::MAX);
@@ -195,26 +196,29 @@ impl Shared {
             head.min(after_sql.saturating_add(window))
         };
         if upper <= after_sql {
+            checkout.release();
             return Ok(at_head());
         }
-        let statement = client
-            .prepare_cached(&self.sql.read_page)
-            .await
-            .map_err(query_error)?;
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &after_sql,
-                    &upper,
-                    &filter.aggregate_types(),
-                    &filter.event_types(),
-                    &limit_sql,
-                ],
-            )
-            .await
-            .map_err(query_error)?;
+        let (aggregate_types, event_types) = (filter.aggregate_types(), filter.event_types());
+        let rows = checkout
+            .bounded(async {
+                let statement = client.prepare_cached(&self.sql.read_page).await?;
+                client
+                    .query(
+                        &statement,
+                        &[
+                            &after_sql,
+                            &upper,
+                            &aggregate_types,
+                            &event_types,
+                            &limit_sql,
+                        ],
+                    )
+                    .await
+            })
+            .await?;
+        checkout.release();
         let events = Shared::events(&rows)?;
         let scanned_to = match events.last() {
             Some(last) if events.len() == limit => last.global_position,

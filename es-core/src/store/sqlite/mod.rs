@@ -36,6 +36,12 @@
 //! release ([`StoreError::NewerSchema`]) fails without writing to the file. A new file, or an
 //! empty SQLite database, becomes a store.
 //!
+//! Event ids are unique in the file (a unique index, schema version 2). A store of schema
+//! version 1 is upgraded when it is opened, in one transaction: the index is built and the
+//! version bumped. If the file already holds an event id twice (a retry of an earlier release
+//! stored a batch twice), the upgrade is refused with [`StoreError::Migration`] naming the
+//! ids, and the file is left exactly as it was, still usable by the release that wrote it.
+//!
 //! # Example
 //!
 //! ```
@@ -420,6 +426,7 @@ impl EventStore for Sqlite {
         if events.is_empty() {
             return Err(StoreError::EmptyAppend);
         }
+        crate::store::check_batch_ids(stream, &events)?;
         let events = events
             .into_iter()
             .map(PreparedEvent::new)

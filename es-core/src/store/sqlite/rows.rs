@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::codec::CodecId;
 use crate::event::{Metadata, RecordedEvent};
 use crate::snapshot::{SavedProjection, Snapshot};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredId};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// The columns of `events` that [`event_from_row`] reads, in its order.
@@ -95,6 +95,30 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<RecordedEvent, StoreError>
         })
     };
     event().map_err(|reason| StoreError::Corrupt { location, reason })
+}
+
+/// A row of `aggregate_type, aggregate_id, version, global_position` of the event `event_id`
+/// as a [`StoredId`], or [`StoreError::Corrupt`].
+pub(super) fn stored_id_from_row(row: &Row<'_>, event_id: Uuid) -> Result<StoredId, StoreError> {
+    let stored = || -> Result<StoredId, String> {
+        Ok(StoredId {
+            event_id,
+            stream: StreamId::new(
+                text(row, 0, "aggregate_type")?,
+                text(row, 1, "aggregate_id")?,
+            ),
+            version: Version(at_least(integer(row, 2, "version")?, 1, "version")?),
+            position: GlobalPosition(at_least(
+                integer(row, 3, "global_position")?,
+                1,
+                "global_position",
+            )?),
+        })
+    };
+    stored().map_err(|reason| StoreError::Corrupt {
+        location: format!("event {event_id}"),
+        reason,
+    })
 }
 
 /// A snapshot row as a [`Snapshot`], or [`StoreError::Corrupt`].

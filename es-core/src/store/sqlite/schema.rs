@@ -18,13 +18,17 @@ use crate::store::StoreError;
 /// The SQLite `application_id` of a store (the bytes `EvSt`), written in the database header.
 pub(super) const APPLICATION_ID: i32 = 0x4576_5374;
 
-/// The newest schema version this release reads and writes.
-pub(super) const SCHEMA_VERSION: u32 = 1;
+/// The newest schema version this release reads and writes. Version 2 added the unique index
+/// on event ids; a store of version 1 is upgraded on open ([`upgrade`]).
+pub(super) const SCHEMA_VERSION: u32 = 2;
 
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
-/// The schema of version 1, created in one transaction.
+/// The index that makes event ids unique in the store (schema version 2).
+const CREATE_EVENT_ID_INDEX: &str = "CREATE UNIQUE INDEX events_by_event_id ON events (event_id)";
+
+/// The schema of the current version, created in one transaction.
 const CREATE_SCHEMA: &str = "
 CREATE TABLE meta (
     key TEXT PRIMARY KEY NOT NULL,
@@ -48,6 +52,8 @@ CREATE TABLE events (
 
 CREATE INDEX events_by_stream_and_time ON events (aggregate_type, aggregate_id, recorded_at);
 
+CREATE UNIQUE INDEX events_by_event_id ON events (event_id);
+
 CREATE TABLE snapshots (
     aggregate_type TEXT NOT NULL,
     aggregate_id TEXT NOT NULL,
@@ -68,7 +74,7 @@ CREATE TABLE projections (
 ) WITHOUT ROWID;
 ";
 
-/// The tables of schema version 1.
+/// The tables of schema versions 1 and 2.
 const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
 
 /// What an opened database holds.
@@ -78,6 +84,8 @@ enum Contents {
     Empty,
     /// A store of a schema version this release uses.
     Store,
+    /// A store of an older schema version, which this release upgrades.
+    Older(u32),
 }
 
 /// Rejects an existing, non-empty file that does not start with the SQLite header, without
@@ -134,10 +142,67 @@ pub(super) fn prepare_writer(
     connection
         .pragma_update(None, "synchronous", synchronous.pragma_value())
         .map_err(|error| store_error(error, location))?;
-    if contents == Contents::Empty {
-        create(connection, location)?;
+    match contents {
+        Contents::Empty => create(connection, location),
+        Contents::Older(_) => upgrade(connection, location),
+        Contents::Store => Ok(()),
     }
-    Ok(())
+}
+
+/// Upgrades a store of an older schema version to [`SCHEMA_VERSION`], in one transaction:
+/// either every step is made, or (on any failure) the file is left as it was.
+///
+/// 1 → 2: event ids become unique. If some id is stored twice already, the upgrade is
+/// refused with [`StoreError::Migration`] naming (a few of) them.
+fn upgrade(connection: &mut Connection, location: &str) -> Result<(), StoreError> {
+    let sql_error = |error| store_error(error, location);
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    // Another process may have upgraded the store between the check and the write lock.
+    let Contents::Older(from) = inspect(&transaction, location)? else {
+        return Ok(());
+    };
+    if from < 2 {
+        let mut statement = transaction
+            .prepare(
+                "SELECT hex(event_id), count(*) FROM events GROUP BY event_id                  HAVING count(*) > 1 ORDER BY min(global_position) LIMIT 6",
+            )
+            .map_err(sql_error)?;
+        let repeated = statement
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} ({} copies)",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?
+                ))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(sql_error)?;
+        drop(statement);
+        if !repeated.is_empty() {
+            return Err(StoreError::Migration {
+                location: location.to_owned(),
+                from,
+                to: SCHEMA_VERSION,
+                reason: format!(
+                    "event ids must be unique, and some are stored more than once: {}{};                      decide which copies to keep (a retried batch stored twice has the same ids                      at two places), delete the others with the release that wrote the file,                      and open it again",
+                    repeated.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                    if repeated.len() > 5 { ", ..." } else { "" },
+                ),
+            });
+        }
+        transaction
+            .execute_batch(CREATE_EVENT_ID_INDEX)
+            .map_err(sql_error)?;
+    }
+    transaction
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION],
+        )
+        .map_err(sql_error)?;
+    transaction.commit().map_err(sql_error)
 }
 
 /// Creates the schema, unless another connection created it first.
@@ -147,7 +212,8 @@ fn create(connection: &mut Connection, location: &str) -> Result<(), StoreError>
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql_error)?;
     // Another process may have created the store between the check and the write lock.
-    if inspect(&transaction, location)? == Contents::Store {
+    if inspect(&transaction, location)? != Contents::Empty {
+        // A store (maybe of an older version, which the next open upgrades) was made first.
         return Ok(());
     }
     transaction
@@ -231,18 +297,20 @@ fn inspect(connection: &Connection, location: &str) -> Result<Contents, StoreErr
             found: u32::MAX,
             supported: SCHEMA_VERSION,
         }),
-        Ok(SCHEMA_VERSION) => {
+        Ok(found @ 1..=SCHEMA_VERSION) => {
             let missing: Vec<&str> = TABLES
                 .into_iter()
                 .filter(|table| !tables.iter().any(|found| found == table))
                 .collect();
-            if missing.is_empty() {
-                Ok(Contents::Store)
-            } else {
+            if !missing.is_empty() {
                 Err(corrupt(format!(
                     "the store lacks the table(s) {}",
                     missing.join(", ")
                 )))
+            } else if found < SCHEMA_VERSION {
+                Ok(Contents::Older(found))
+            } else {
+                Ok(Contents::Store)
             }
         }
         _ => Err(corrupt(format!("invalid schema version {version}"))),

@@ -9,13 +9,16 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::rows::{bits_to_sql, is_busy, store_error, to_sql_integer};
+use super::rows::{bits_to_sql, is_busy, store_error, stored_id_from_row, to_sql_integer};
 use super::{schema, SqliteOptions};
 use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::NewEvent;
 use crate::snapshot::{SavedProjection, Snapshot};
-use crate::store::{AppendOutcome, Conflicts, ExpectedVersion, StoreError};
+use crate::store::{
+    match_stored_batch, match_stored_batches, AppendOutcome, Conflicts, ExpectedVersion,
+    StoreError, StoredId,
+};
 use crate::subscription::Wakeups;
 use crate::types::{GlobalPosition, StreamId, Version};
 
@@ -31,6 +34,10 @@ const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, aggregate_id, ve
 const STREAM_VERSION: &str = "SELECT MAX(version), MAX(recorded_at) FROM (SELECT version, \
      recorded_at FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
      ORDER BY version DESC LIMIT 1)";
+
+/// Where the event with id `?1` is stored (one probe of the unique index on event ids).
+const FIND_EVENT_ID: &str =
+    "SELECT aggregate_type, aggregate_id, version, global_position FROM events WHERE event_id = ?1";
 
 const UPSERT_SNAPSHOT: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, \
      fingerprint, codec, state, taken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
@@ -423,8 +430,34 @@ impl Writer {
         Ok((actual, last_time.unwrap_or(i64::MIN)))
     }
 
+    /// Where each stored event among `ids` is. Sees the writes of the requests before this one
+    /// in the group, so a retry grouped with the append it repeats finds it.
+    fn stored_ids<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a Uuid>,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        let mut find = self
+            .connection
+            .prepare_cached(FIND_EVENT_ID)
+            .map_err(|error| self.sql_error(error))?;
+        let mut stored = Vec::new();
+        for id in ids {
+            let mut rows = find
+                .query([id.as_bytes().as_slice()])
+                .map_err(|error| self.sql_error(error))?;
+            if let Some(row) = rows.next().map_err(|error| self.sql_error(error))? {
+                stored.push(stored_id_from_row(row, *id)?);
+            }
+        }
+        Ok(stored)
+    }
+
     fn append(&self, append: &Append) -> Result<AppendOutcome, StoreError> {
         let stream = &append.stream;
+        let ids: Vec<Uuid> = append.events.iter().map(|event| event.event_id).collect();
+        if let Some(outcome) = match_stored_batch(stream, &ids, &self.stored_ids(&ids)?)? {
+            return Ok(outcome);
+        }
         let (actual, last_time) = self.stream_state(stream)?;
         append.expected.check(stream, actual)?;
         // Never earlier than the stream's last event: a clock that stepped back must not put
@@ -439,6 +472,16 @@ impl Writer {
         &self,
         batches: &[(StreamId, ExpectedVersion, Vec<PreparedEvent>)],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
+            .iter()
+            .map(|(stream, _, events)| {
+                (stream, events.iter().map(|event| event.event_id).collect())
+            })
+            .collect();
+        let stored = self.stored_ids(ids.iter().flat_map(|(_, ids)| ids))?;
+        if let Some(outcomes) = match_stored_batches(&ids, &stored)? {
+            return Ok(outcomes);
+        }
         let mut states = Vec::with_capacity(batches.len());
         let mut conflicts = Vec::new();
         let mut recorded_at = self.clock.now().as_micros();

@@ -68,6 +68,7 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 mod appends;
 mod fields;
 mod guarded;
+mod idempotency;
 mod multi_stream;
 mod races;
 mod reads;
@@ -261,6 +262,24 @@ checks! {
     /// Readers running while a writer makes multi-stream appends see each whole or not at
     /// all, through `read_all` and `read_stream`.
     multi_stream::multi_stream_readers_never_see_a_partial_append;
+    /// Re-appending a stored batch (same ids, after the stream moved on) returns its original
+    /// `AppendOutcome` whatever the expected version, and stores nothing: the stream, the log
+    /// and `last_position` are unchanged.
+    idempotency::idempotent_retry_returns_the_original_outcome_and_stores_one_copy;
+    /// A batch that reuses some stored ids (mixed with new ones, with one more event, in
+    /// another order, with a gap), or holds an id twice, is `StoreError::DuplicateEventIds`
+    /// naming each taken id, its index in the batch and where it is stored; nothing is written.
+    idempotency::idempotent_partial_overlap_is_refused_and_writes_nothing;
+    /// An event id stored in one stream is refused in any other stream (also one that differs
+    /// only in aggregate type).
+    idempotency::idempotent_ids_are_unique_across_streams;
+    /// Eight tasks re-appending one batch at once (with and without an expected version) all
+    /// get the same outcome, and the batch is stored once.
+    idempotency::idempotent_concurrent_retries_store_one_copy;
+    /// A multi-stream append sent again returns its original outcomes and writes nothing; one
+    /// whose batches are partly stored, or that holds an id in two batches, is
+    /// `StoreError::DuplicateEventIds` and writes nothing.
+    idempotency::idempotent_multi_stream_retry_returns_the_original_outcomes;
     /// A saved snapshot loads back unchanged; a stream without one loads `None`.
     side_stores::snapshot_round_trips_unchanged;
     /// A snapshot of a lower version never replaces a stored one of a higher version; one of
@@ -398,6 +417,11 @@ macro_rules! __conformance_tests {
             multi_stream_append_rejects_empty_and_duplicate_batches
             multi_stream_racing_writers_lose_no_update
             multi_stream_readers_never_see_a_partial_append
+            idempotent_retry_returns_the_original_outcome_and_stores_one_copy
+            idempotent_partial_overlap_is_refused_and_writes_nothing
+            idempotent_ids_are_unique_across_streams
+            idempotent_concurrent_retries_store_one_copy
+            idempotent_multi_stream_retry_returns_the_original_outcomes
             snapshot_round_trips_unchanged
             older_snapshot_does_not_replace_newer
             snapshots_are_kept_per_stream
