@@ -88,6 +88,8 @@ use crate::types::GlobalPosition;
 
 mod filter;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod wakeups;
 
 pub use filter::EventFilter;

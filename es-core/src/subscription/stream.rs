@@ -49,8 +49,13 @@ pub struct Subscription {
     page: VecDeque<RecordedEvent>,
     /// The position of the last event delivered.
     delivered: GlobalPosition,
-    /// How far the cursor has read the log (shared with it while a read is in flight).
-    scanned: Arc<AtomicU64>,
+    /// How far the log was read when the last page was taken from the cursor: every event up
+    /// to here is delivered, in hand, or did not pass the filter.
+    read_to: GlobalPosition,
+    /// How far the cursor has read past events that did not pass the filter, while no event
+    /// is pending (it advances during a read in flight, so `position` moves while a filtered
+    /// subscription waits).
+    skipped_to: Arc<AtomicU64>,
     wakeups: Arc<Wakeups>,
     /// Whether the stream ended (after yielding [`StoreError::Closed`]).
     ended: bool,
@@ -62,7 +67,7 @@ struct Cursor {
     commits: watch::Receiver<u64>,
     filter: EventFilter,
     after: GlobalPosition,
-    scanned: Arc<AtomicU64>,
+    skipped_to: Arc<AtomicU64>,
     page_size: usize,
     poll_interval: Option<Duration>,
     /// The wait before the next read, after a failed one.
@@ -93,14 +98,14 @@ impl Subscription {
         after: GlobalPosition,
         filter: EventFilter,
     ) -> Self {
-        let scanned = Arc::new(AtomicU64::new(after.get()));
+        let skipped_to = Arc::new(AtomicU64::new(after.get()));
         Subscription {
             cursor: Some(Cursor {
                 source,
                 commits: wakeups.listen(),
                 filter,
                 after,
-                scanned: Arc::clone(&scanned),
+                skipped_to: Arc::clone(&skipped_to),
                 page_size: DEFAULT_PAGE_SIZE,
                 poll_interval: None,
                 retry_delay: None,
@@ -108,7 +113,8 @@ impl Subscription {
             reading: None,
             page: VecDeque::new(),
             delivered: after,
-            scanned,
+            read_to: after,
+            skipped_to,
             wakeups,
             ended: false,
         }
@@ -141,7 +147,8 @@ impl Subscription {
     #[must_use]
     pub fn position(&self) -> GlobalPosition {
         if self.page.is_empty() {
-            GlobalPosition(self.scanned.load(Ordering::Acquire)).max(self.delivered)
+            let skipped_to = GlobalPosition(self.skipped_to.load(Ordering::Acquire));
+            self.delivered.max(self.read_to).max(skipped_to)
         } else {
             self.delivered
         }
@@ -197,6 +204,9 @@ impl Subscription {
                 Poll::Pending
             }
             Poll::Ready((cursor, result)) => {
+                // The page (if any) is taken in the same step, so `read_to` never runs ahead of
+                // what the subscriber has or had.
+                self.read_to = cursor.after;
                 self.cursor = Some(cursor);
                 Poll::Ready(result)
             }
@@ -212,7 +222,10 @@ impl futures_core::Stream for Subscription {
         if this.ended {
             return Poll::Ready(None);
         }
-        if this.page.is_empty() {
+        let event = loop {
+            if let Some(event) = this.page.pop_front() {
+                break event;
+            }
             match ready!(this.poll_read(cx)) {
                 Ok(events) => {
                     this.wakeups.hold(events.len());
@@ -223,11 +236,6 @@ impl futures_core::Stream for Subscription {
                     return Poll::Ready(Some(Err(error)));
                 }
             }
-        }
-        let Some(event) = this.page.pop_front() else {
-            // A read returns at least one event; an empty page would be a bug of the cursor.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
         };
         this.wakeups.release(1);
         this.delivered = event.global_position;
@@ -316,10 +324,11 @@ impl Cursor {
                 .last()
                 .map_or(scanned_to, |event| event.global_position);
             self.after = self.after.max(scanned_to).max(last);
-            self.scanned.store(self.after.get(), Ordering::Release);
             if !events.is_empty() {
                 return Ok(events);
             }
+            // Nothing pending: what was read past did not pass the filter.
+            self.skipped_to.store(self.after.get(), Ordering::Release);
             if at_head {
                 self.wait().await;
             }
