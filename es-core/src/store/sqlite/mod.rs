@@ -34,7 +34,11 @@
 //!
 //! Opening a file that is not a store ([`StoreError::NotAStore`]) or a store written by a newer
 //! release ([`StoreError::NewerSchema`]) fails without writing to the file. A new file, or an
-//! empty SQLite database, becomes a store.
+//! empty SQLite database, becomes a store. The file is judged from its bytes before SQLite
+//! opens it, so another application's database with a hot journal or write-ahead log is
+//! refused without SQLite recovering it, a path that is not a regular file (a named pipe) is
+//! refused without blocking, and a store whose file is truncated or damaged is
+//! [`StoreError::Corrupt`]. Several processes may create one new store at once.
 //!
 //! Event ids are unique in the file (a unique index, schema version 2). A store of schema
 //! version 1 is upgraded when it is opened, in one transaction: the index is built and the
@@ -97,6 +101,7 @@ use crate::store::{
 };
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
+mod preflight;
 mod reader;
 mod rows;
 mod schema;

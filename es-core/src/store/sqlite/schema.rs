@@ -5,12 +5,11 @@
 //! it; nothing is written to a file until it is known to be a store of a version this release
 //! understands, or a new, empty database.
 
-use std::io::Read;
-use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::preflight::Owner;
 use super::rows::store_error;
 use super::Synchronous;
 use crate::store::StoreError;
@@ -21,9 +20,6 @@ pub(super) const APPLICATION_ID: i32 = 0x4576_5374;
 /// The newest schema version this release reads and writes. Version 2 added the unique index
 /// on event ids; a store of version 1 is upgraded on open ([`upgrade`]).
 pub(super) const SCHEMA_VERSION: u32 = 2;
-
-/// The first 16 bytes of every SQLite database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// The index that makes event ids unique in the store (schema version 2).
 const CREATE_EVENT_ID_INDEX: &str = "CREATE UNIQUE INDEX events_by_event_id ON events (event_id)";
@@ -79,36 +75,13 @@ const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
 
 /// What an opened database holds.
 #[derive(Debug, PartialEq, Eq)]
-enum Contents {
+pub(super) enum Contents {
     /// No tables and no application id: a new file, or one whose creation never committed.
     Empty,
     /// A store of a schema version this release uses.
     Store,
     /// A store of an older schema version, which this release upgrades.
     Older(u32),
-}
-
-/// Rejects an existing, non-empty file that does not start with the SQLite header, without
-/// letting SQLite touch it.
-pub(super) fn check_file(path: &Path, location: &str) -> Result<(), StoreError> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(StoreError::backend(error)),
-    };
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    file.by_ref()
-        .take(SQLITE_HEADER.len() as u64)
-        .read_to_end(&mut header)
-        .map_err(StoreError::backend)?;
-    if header.is_empty() || header == SQLITE_HEADER {
-        Ok(())
-    } else {
-        Err(StoreError::NotAStore {
-            location: location.to_owned(),
-            reason: "the file is not a SQLite database".to_owned(),
-        })
-    }
 }
 
 /// Settings every connection gets: how long to wait for a lock held by another process.
@@ -127,9 +100,10 @@ pub(super) fn configure(
 pub(super) fn prepare_writer(
     connection: &mut Connection,
     synchronous: Synchronous,
+    owner: Owner,
     location: &str,
 ) -> Result<(), StoreError> {
-    let contents = inspect(connection, location)?;
+    let contents = inspect(connection, location, owner)?;
     // Only now is the file known to be ours (or empty): from here on it may be written.
     let mode: String = connection
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -143,8 +117,8 @@ pub(super) fn prepare_writer(
         .pragma_update(None, "synchronous", synchronous.pragma_value())
         .map_err(|error| store_error(error, location))?;
     match contents {
-        Contents::Empty => create(connection, location),
-        Contents::Older(_) => upgrade(connection, location),
+        Contents::Empty => create(connection, owner, location),
+        Contents::Older(_) => upgrade(connection, owner, location),
         Contents::Store => Ok(()),
     }
 }
@@ -154,13 +128,13 @@ pub(super) fn prepare_writer(
 ///
 /// 1 → 2: event ids become unique. If some id is stored twice already, the upgrade is
 /// refused with [`StoreError::Migration`] naming (a few of) them.
-fn upgrade(connection: &mut Connection, location: &str) -> Result<(), StoreError> {
+fn upgrade(connection: &mut Connection, owner: Owner, location: &str) -> Result<(), StoreError> {
     let sql_error = |error| store_error(error, location);
     let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql_error)?;
     // Another process may have upgraded the store between the check and the write lock.
-    let Contents::Older(from) = inspect(&transaction, location)? else {
+    let Contents::Older(from) = inspect(&transaction, location, owner)? else {
         return Ok(());
     };
     if from < 2 {
@@ -206,13 +180,13 @@ fn upgrade(connection: &mut Connection, location: &str) -> Result<(), StoreError
 }
 
 /// Creates the schema, unless another connection created it first.
-fn create(connection: &mut Connection, location: &str) -> Result<(), StoreError> {
+fn create(connection: &mut Connection, owner: Owner, location: &str) -> Result<(), StoreError> {
     let sql_error = |error| store_error(error, location);
     let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql_error)?;
     // Another process may have created the store between the check and the write lock.
-    if inspect(&transaction, location)? != Contents::Empty {
+    if inspect(&transaction, location, owner)? != Contents::Empty {
         // A store (maybe of an older version, which the next open upgrades) was made first.
         return Ok(());
     }
@@ -231,13 +205,53 @@ fn create(connection: &mut Connection, location: &str) -> Result<(), StoreError>
     transaction.commit().map_err(sql_error)
 }
 
-/// Reads what the database holds, without writing anything.
-fn inspect(connection: &Connection, location: &str) -> Result<Contents, StoreError> {
+/// Reads what the database holds, without writing anything, in one read transaction (unless
+/// the caller's transaction is open already), so the application id and the tables come from
+/// one state of the file even while another process creates the store.
+///
+/// `owner` is what the header said: SQLite failing to read a file whose header carries our
+/// application id means a damaged store ([`StoreError::Corrupt`]), not a foreign file.
+pub(super) fn inspect(
+    connection: &Connection,
+    location: &str,
+    owner: Owner,
+) -> Result<Contents, StoreError> {
+    if !connection.is_autocommit() {
+        return inspect_in_transaction(connection, location, owner);
+    }
+    connection
+        .execute_batch("BEGIN DEFERRED")
+        .map_err(|error| store_error(error, location))?;
+    let contents = inspect_in_transaction(connection, location, owner);
+    // Nothing was written: ending the read transaction either way changes nothing.
+    let ended = connection.execute_batch(if contents.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    });
+    let contents = contents?;
+    ended.map_err(|error| store_error(error, location))?;
+    Ok(contents)
+}
+
+fn inspect_in_transaction(
+    connection: &Connection,
+    location: &str,
+    owner: Owner,
+) -> Result<Contents, StoreError> {
     let not_a_store = |reason: String| StoreError::NotAStore {
         location: location.to_owned(),
         reason,
     };
     let read_error = |error: rusqlite::Error| match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            if owner == Owner::Us =>
+        {
+            StoreError::Corrupt {
+                location: location.to_owned(),
+                reason: format!("the store cannot be read ({error})"),
+            }
+        }
         Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
             not_a_store(format!(
                 "the file is not a readable SQLite database ({error})"

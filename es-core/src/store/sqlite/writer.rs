@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::preflight::{self, Owner};
 use super::rows::{bits_to_sql, is_busy, store_error, stored_id_from_row, to_sql_integer};
 use super::{schema, SqliteOptions};
 use crate::clock::Clock;
@@ -217,7 +218,7 @@ impl Writer {
         location: Arc<str>,
         wakeups: Arc<Wakeups>,
     ) -> Result<Self, StoreError> {
-        schema::check_file(path, &location)?;
+        let owner = preflight::check_file(path, &location)?;
         let mut connection = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -231,11 +232,11 @@ impl Writer {
         // is safe to repeat, so retry them for as long as the busy timeout allows.
         let deadline = std::time::Instant::now() + options.busy_timeout;
         loop {
-            match schema::prepare_writer(&mut connection, options.synchronous, &location) {
+            match schema::prepare_writer(&mut connection, options.synchronous, owner, &location) {
                 Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
-                other => break other?,
+                other => break other.map_err(|error| damaged_if_ours(error, owner, &location))?,
             }
         }
         Ok(Writer {
@@ -577,5 +578,17 @@ impl Writer {
             })
             .map(drop)
             .map_err(|error| self.sql_error(error))
+    }
+}
+
+/// SQLite calling a file whose header carries our application id "not a database" means the
+/// store is damaged (truncated, overwritten), not that it belongs to someone else.
+fn damaged_if_ours(error: StoreError, owner: Owner, location: &str) -> StoreError {
+    match error {
+        StoreError::NotAStore { reason, .. } if owner == Owner::Us => StoreError::Corrupt {
+            location: location.to_owned(),
+            reason,
+        },
+        other => other,
     }
 }
