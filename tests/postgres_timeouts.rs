@@ -199,3 +199,61 @@ async fn waiting_for_a_pooled_connection_is_bounded() {
     // Dropping the holder's future closes its connection, which rolls its transaction back.
     holder.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_waiting_on_a_lock_held_elsewhere_is_bounded() {
+    let Some(schema) = TestSchema::new("lock_wait") else {
+        return;
+    };
+    let name = format!("holder_{}", schema.name());
+    // Another node's append holds the stream's lock in an open transaction.
+    let holder_store = Postgres::connect_with(
+        PostgresOptions::new(with_application_name(schema.url(), &name))
+            .with_schema(schema.name())
+            .with_pool_size(1),
+    )
+    .await
+    .unwrap();
+    let order = stream("order", 1);
+    let holder = tokio::spawn({
+        let order = order.clone();
+        async move {
+            holder_store
+                .append_ending(
+                    &order,
+                    ExpectedVersion::NoStream,
+                    events(1),
+                    AppendEnding::RollBackAfter(Duration::from_mins(10)),
+                )
+                .await
+        }
+    });
+    idle_in_transaction(&schema.raw().await, &name).await;
+
+    let store = Postgres::connect_with(schema.options().with_statement_timeout(BOUND))
+        .await
+        .unwrap();
+    let batch = events(2);
+    let error = connection_error(
+        "an append queued behind a held stream lock",
+        store.append(&order, ExpectedVersion::NoStream, batch.clone()),
+    )
+    .await;
+    assert!(error.contains("round trip"), "{error}");
+    // The store goes on with fresh connections: other streams are not held up, and once the
+    // holder is gone the same batch goes through (stored once).
+    store
+        .append(&stream("order", 2), ExpectedVersion::NoStream, events(1))
+        .await
+        .expect("another stream is free");
+    holder.abort();
+    let _ = holder.await;
+    let outcome = tokio::time::timeout(
+        OUTER,
+        store.append(&order, ExpectedVersion::NoStream, batch),
+    )
+    .await
+    .expect("the lock is released once the holder's connection closes")
+    .expect("the batch is stored");
+    assert_eq!(outcome.version, es_core::Version(2));
+}

@@ -129,7 +129,9 @@ use subscriptions::Subscriptions;
 ///   ([`PostgresOptions::with_statement_timeout`]).
 ///
 /// A connection whose round trip ran past its bound is closed, never reused. An append that
-/// failed this way may have been committed (as for any lost connection): send the same batch
+/// failed this way may have been committed, or may still be committed a moment later (its
+/// statements reached the server, which runs them even though the client is gone, for
+/// example once a lock it waited for is free): as for any lost connection, send the same batch
 /// again, which is answered with its original outcome if it was stored.
 #[derive(Clone)]
 pub struct PostgresOptions {
