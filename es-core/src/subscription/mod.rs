@@ -77,6 +77,14 @@
 //! The filter is evaluated in SQL on both SQL stores, and each filtered read scans a bounded
 //! range of positions and says how far it got, so a subscriber to rare events moves past the
 //! others without reading them twice.
+//!
+//! # Tracing
+//!
+//! At `debug` level: a `subscription_page` span around every page a subscription reads
+//! (`after`, `limit`, then `scanned_to` and `events`), and a `subscription_batch` span for every
+//! batch handed to the subscriber (`first`, `last`, `count`). The stores' own `append`,
+//! `append_streams`, `read_stream`, `read_stream_until` and `read_all` spans carry the stream,
+//! the positions and the counts.
 
 use std::future::Future;
 use std::pin::Pin;

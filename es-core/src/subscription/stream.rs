@@ -180,12 +180,7 @@ impl Subscription {
     fn deliver_whole(&mut self, events: &[RecordedEvent]) {
         if let Some(last) = events.last() {
             self.delivered = last.global_position;
-            tracing::debug!(
-                first = events[0].global_position.get(),
-                last = last.global_position.get(),
-                count = events.len(),
-                "subscription delivered a batch"
-            );
+            trace_batch(events);
         }
     }
 
@@ -228,6 +223,7 @@ impl futures_core::Stream for Subscription {
             }
             match ready!(this.poll_read(cx)) {
                 Ok(events) => {
+                    trace_batch(&events);
                     this.wakeups.hold(events.len());
                     this.page = events.into();
                 }
@@ -239,13 +235,21 @@ impl futures_core::Stream for Subscription {
         };
         this.wakeups.release(1);
         this.delivered = event.global_position;
-        if this.page.is_empty() {
-            tracing::debug!(
-                last = event.global_position.get(),
-                "subscription delivered a page"
-            );
-        }
         Poll::Ready(Some(Ok(event)))
+    }
+}
+
+/// A `subscription_batch` span (first and last position, count) with one event in it, for a
+/// batch handed to the subscriber: whole by `next_batch`, event by event through the stream.
+fn trace_batch(events: &[RecordedEvent]) {
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        let span = tracing::debug_span!(
+            "subscription_batch",
+            first = first.global_position.get(),
+            last = last.global_position.get(),
+            count = events.len(),
+        );
+        span.in_scope(|| tracing::debug!("subscription delivers a batch"));
     }
 }
 
