@@ -58,6 +58,7 @@
 //! # }
 //! ```
 
+pub mod console;
 pub mod domain;
 pub mod fulfillment;
 pub mod load;

@@ -6,6 +6,7 @@ mod generate;
 mod inspect;
 mod output;
 mod read_side;
+mod serve;
 mod store;
 
 use std::time::Duration;
@@ -127,6 +128,20 @@ enum Command {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
         concurrency: u64,
     },
+    /// The web console: the live log, streams and their states in time, the read models
+    /// (read-only unless `--allow-resume`).
+    Serve {
+        /// The address to listen on; the default is reachable from this machine only.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
+        bind: std::net::SocketAddr,
+        /// Also keep the read models current here (the projection daemon, as `follow` does),
+        /// so their status is live. Without it, the status `follow` recorded is shown.
+        #[arg(long)]
+        follow: bool,
+        /// Offer a button to resume a parked read model (the console's one write action).
+        #[arg(long, requires = "follow")]
+        allow_resume: bool,
+    },
 }
 
 /// Everything a command needs: the store, the options, a repository of orders.
@@ -213,6 +228,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             concurrency,
         } => generate::run(&context, orders, seed, concurrency).await,
+        Command::Serve {
+            bind,
+            follow,
+            allow_resume,
+        } => {
+            let options = serve::ServeOptions {
+                bind,
+                follow,
+                allow_resume,
+            };
+            serve::serve(&context, options).await
+        }
     };
     context.store.close().await;
     result
