@@ -57,9 +57,19 @@ pub(crate) fn error_page(app_title: &str, error: &ConsoleError) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "Something failed")
         }
     };
+    status_page(app_title, status, heading, &error.chain())
+}
+
+/// A page saying `heading` and `message`, with `status`.
+pub(crate) fn status_page(
+    app_title: &str,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+) -> Response {
     let body = html! {
         h1 { (heading) }
-        p.error { (error.chain()) }
+        p.error { (message) }
         p { a href="/" { "Back to the log" } }
     };
     (status, page(heading, app_title, Tab::None, &body)).into_response()

@@ -169,6 +169,7 @@ impl<A: ConsoleApp> Console<A> {
         }
         router
             .fallback(not_found::<A>)
+            .method_not_allowed_fallback(method_not_allowed::<A>)
             .layer(middleware::from_fn(security_headers))
             .with_state(Arc::clone(&self.shared))
     }
@@ -238,6 +239,15 @@ async fn security_headers(request: Request, next: Next) -> Response {
 async fn not_found<A: ConsoleApp>(State(shared): AppState<A>, request: Request) -> Response {
     let error = ConsoleError::NotFound(format!("no page at `{}`", request.uri().path()));
     html::error_page(shared.app.title(), &error)
+}
+
+async fn method_not_allowed<A: ConsoleApp>(State(shared): AppState<A>) -> Response {
+    html::status_page(
+        shared.app.title(),
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "this address does not answer that method",
+    )
 }
 
 async fn script() -> impl IntoResponse {

@@ -96,7 +96,7 @@ async fn render<A: ConsoleApp>(
         p.summary {
             "Head of the log at position " strong id="head" { (thousands(slice.head.get())) } ". "
             @if live {
-                span.live id="live-status" { "live" }
+                span.live.off id="live-status" { "connecting…" }
             } @else {
                 "Showing events before position " (before.map_or(0, GlobalPosition::get)) ". "
                 a href={ "/?" (filters) } { "Newest" }

@@ -178,12 +178,14 @@ async fn render<A: ConsoleApp>(
     };
     let events = store.read_stream(stream, range).await?;
     let at = state_at(query, last)?;
-    let state = app.aggregate_state(stream, at).await?;
+    // A state that cannot be loaded (an event that does not decode) is shown as its error;
+    // the events are still worth seeing.
+    let state = app.aggregate_state(stream, at).await;
     let href = stream_href(stream.aggregate_type(), stream.aggregate_id());
     let body = html! {
         h1 { "Stream " code { (stream) } }
         p.summary { (last) " events." }
-        (state_panel(stream, &href, last, at, state.as_ref()))
+        (state_panel(stream, &href, last, at, &state))
         h2 { "Events " (from) "–" (to) }
         (pager(&href, from, to, last))
         @for event in &events { (event_card(app, event)) }
@@ -215,9 +217,12 @@ fn state_panel(
     href: &str,
     last: u64,
     at: StateAt,
-    state: Option<&AggregateState>,
+    state: &Result<Option<AggregateState>, ConsoleError>,
 ) -> Markup {
-    let shown = state.map_or(last, |state| state.version.get());
+    let shown = match state {
+        Ok(Some(state)) => state.version.get(),
+        _ => last,
+    };
     let heading = match at {
         StateAt::Latest => "State now".to_owned(),
         StateAt::Version(version) => format!("State after version {version}"),
@@ -230,7 +235,9 @@ fn state_panel(
     html! {
         section.state {
             h2 id="state-heading" { (heading) }
-            @if let Some(state) = state {
+            @if let Ok(None) = state {
+                p { "The app has no aggregate of type " code { (stream.aggregate_type()) } "." }
+            } @else {
                 form.slider {
                     label for="version-slider" { "Version " output id="slider-version" { (shown) } " of " (last) }
                     input id="version-slider" type="range" min="0" max=(last) value=(shown)
@@ -241,9 +248,11 @@ fn state_panel(
                     button type="submit" { "Show" }
                     " " a href=(href) { "Now" }
                 }
-                pre id="state" { (pretty(&state.state)) }
-            } @else {
-                p { "The app has no aggregate of type " code { (stream.aggregate_type()) } "." }
+                @match state {
+                    Ok(Some(state)) => pre id="state" { (pretty(&state.state)) },
+                    Err(error) => pre.error id="state" { "The state cannot be shown: " (error.chain()) },
+                    Ok(None) => {},
+                }
             }
         }
     }
