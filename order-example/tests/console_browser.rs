@@ -357,6 +357,16 @@ async fn read_models_page(client: &Client, base: &str) -> Checked {
     let row = text(&parked[0]).await;
     assert!(row.contains("position 7"), "{row}");
     assert!(row.contains("Resume"), "resume offered when enabled: {row}");
+    // The browser's own post (same origin) is accepted; the page comes back to the table.
+    let button = parked[0].find(Locator::Css("button")).await?;
+    button.click().await?;
+    let heading = client.wait().for_element(Locator::Css("h1")).await?;
+    let error = match client.find(Locator::Css("p.error")).await {
+        Ok(element) => text(&element).await,
+        Err(_) => String::new(),
+    };
+    assert_eq!(text(&heading).await, "Read models", "{error}");
+    assert!(client.current_url().await?.path().ends_with("/read-models"));
 
     // Content as of a position: the slider's form.
     client
