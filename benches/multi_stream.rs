@@ -129,7 +129,7 @@ fn main() {
                 ))
                 .expect("the bench schema is created");
             compare(&mut criterion, &runtime, "postgres", &postgres);
-            postgres.close();
+            runtime.block_on(postgres.close());
             runtime.block_on(async {
                 let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                     .await

@@ -209,7 +209,7 @@ fn main() {
                 postgres.clone(),
                 1_000,
             );
-            postgres.close();
+            runtime.block_on(postgres.close());
             runtime.block_on(async {
                 let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                     .await

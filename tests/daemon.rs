@@ -287,7 +287,7 @@ async fn postgres_daemon_equals_a_rebuild_after_concurrent_writers() {
     };
     let store = schema.store().await;
     equal_a_rebuild_after_concurrent_writers(store.clone()).await;
-    store.close();
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,5 +306,5 @@ async fn postgres_daemon_parks_a_poisoned_read_model_durably() {
         }
     })
     .await;
-    store.close();
+    store.close().await;
 }

@@ -106,7 +106,7 @@ async fn idempotent_ids_schema_1_store_is_upgraded_on_connect() {
         .append(&order, ExpectedVersion::NoStream, batch.clone())
         .await
         .unwrap();
-    store.close();
+    store.close().await;
     make_schema_1(&schema).await;
     assert_eq!(schema_version(&schema).await, "1");
 
@@ -155,7 +155,7 @@ async fn idempotent_ids_upgrade_refuses_a_store_holding_an_id_twice() {
         .append(&order, ExpectedVersion::NoStream, batch)
         .await
         .unwrap();
-    store.close();
+    store.close().await;
     make_schema_1(&schema).await;
     // What a retry of an older release could leave: the second event stored again.
     schema

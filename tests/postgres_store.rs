@@ -652,7 +652,7 @@ async fn a_closed_store_says_so() {
         return;
     };
     let store = schema.store().await;
-    store.close();
+    store.close().await;
     let error = store.read_all(GlobalPosition::START, 1).await.unwrap_err();
     assert!(matches!(error, StoreError::Closed), "{error:?}");
     let error = store

@@ -38,9 +38,14 @@ pub use snapshot::{
     NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotLocation,
     SnapshotStore, UnusableSnapshot,
 };
+#[cfg(feature = "postgres")]
+pub use store::postgres::{Postgres, PostgresOptions};
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::{Sqlite, SqliteOptions, Synchronous};
 pub use store::{
     AppendOutcome, Conflict, Conflicts, DuplicateEventId, DuplicateEventIds, EventStore,
-    ExpectedVersion, InMemory, StoreError, StoredId, StreamBatch, VersionRange,
+    ExpectedVersion, InMemory, Store, StoreError, StoreOptions, StoredId, StreamBatch,
+    VersionRange,
 };
 pub use subscription::{EventFilter, Subscribe, Subscription, SubscriptionStats};
 pub use types::{GlobalPosition, ParseTimestampError, StreamId, Timestamp, Version};

@@ -10,7 +10,22 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let arguments = cli::Cli::parse();
+    let arguments = match cli::Cli::try_parse() {
+        Ok(arguments) => arguments,
+        Err(error) => {
+            // Clap quotes the arguments it refuses: print its message (or the help) escaped.
+            let text = error.render().to_string();
+            let written = if error.use_stderr() {
+                cli::write_escaped(&mut std::io::stderr(), &text)
+            } else {
+                cli::write_escaped(&mut std::io::stdout(), &text)
+            };
+            if written.is_err() {
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,7 +41,8 @@ fn main() -> ExitCode {
         // A closed pipe (`order-example history x | head`) is not a failure.
         Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // The message may quote input or stored data: escaped, on one line.
+            eprintln!("error: {}", cli::one_line(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

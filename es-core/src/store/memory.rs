@@ -80,6 +80,12 @@ impl InMemory {
         }
     }
 
+    /// Does nothing: there is nothing to finish or release. It exists so that code closing
+    /// whichever store it was given compiles the same for every store (all `close` methods
+    /// are `async fn close(&self)`); the data stays readable.
+    #[allow(clippy::unused_async)]
+    pub async fn close(&self) {}
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied append: appends validate
         // everything before they push, so the data is consistent and the poison is cleared.

@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
+mod any;
 mod idempotency;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -20,6 +21,7 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use any::{Store, StoreOptions};
 pub(crate) use idempotency::{
     check_batch_ids, check_ids_across_batches, match_stored_batch, match_stored_batches,
 };
@@ -326,6 +328,21 @@ pub enum StoreError {
     /// The store was closed, or its writer stopped.
     #[error("the event store is closed")]
     Closed,
+    /// There is no store at the location, and it was opened to use an existing store only
+    /// (read-only, or `existing_only`): nothing was created.
+    #[error("no event store at `{location}`: {reason}")]
+    NotFound {
+        /// The path, URL or name that was opened.
+        location: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// A write to a store opened read-only; nothing was written.
+    #[error("the event store `{location}` is open read-only: nothing can be written")]
+    ReadOnly {
+        /// The path, URL or name of the store.
+        location: String,
+    },
     /// Any other failure of the storage backend.
     #[error("event store backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::output::{self, OrderView};
 use super::read_side::{self, ReadModels as _};
-use super::store::AnyStore;
 use super::Context;
+use es_core::Store;
 
 /// The products of the tour, with their unit prices in minor units.
 const MUG: (&str, u64) = ("mug", 1_250);
@@ -37,7 +37,7 @@ fn price((_, minor_units): (&str, u64)) -> Money {
 }
 
 /// The orders a repository of the program loads and saves.
-type Orders = Repository<Order, AnyStore>;
+type Orders = Repository<Order, Store>;
 
 /// Where the tour is: what it wrote so far, and the read models it keeps.
 struct Tour<'a> {
@@ -76,16 +76,19 @@ impl<'a> Tour<'a> {
         let mut out: Box<dyn Write + Send> = if context.json {
             Box::new(std::io::sink())
         } else {
-            Box::new(std::io::stdout())
+            Box::new(super::terminal::stdout(false))
         };
         let before = context.store.last_position().await?;
         writeln!(
             out,
             "Event store: {} ({} events before this run)\n",
-            context.store,
+            super::store::describe(&context.store),
             output::thousands(before.get())
         )?;
-        let (models, _) = read_side::current(context).await?;
+        let (models, report) = read_side::current(context).await?;
+        if report.events > 0 {
+            read_side::save(context, &models).await?;
+        }
         let known = models.model::<OrderSummaries>()?.len();
         let alice = unused_order_number(&context.orders, known + 1).await?;
         let bob = unused_order_number(&context.orders, alice + 1).await?;
@@ -443,7 +446,7 @@ impl<'a> Tour<'a> {
         if self.context.json {
             let order_count = self.models.model::<OrderSummaries>()?.len();
             return output::print_json(
-                &mut std::io::stdout(),
+                &mut super::terminal::stdout(true),
                 &json!({
                     "store": self.context.store.to_string(),
                     "orders": [
@@ -458,7 +461,7 @@ impl<'a> Tour<'a> {
         }
         let context = self.context;
         let out = &mut self.out;
-        if matches!(context.store, AnyStore::Memory(_)) {
+        if context.store.as_memory().is_some() {
             writeln!(
                 out,
                 "The memory store is gone when the program ends; run without --store to keep the events in a SQLite file and explore them."
@@ -533,7 +536,7 @@ fn error_reason(error: &es_core::CommandError<FulfillmentError>) -> String {
 
 /// When event `version` of `order` was recorded.
 async fn recorded_at(
-    store: &AnyStore,
+    store: &Store,
     order: &OrderId,
     version: Version,
 ) -> anyhow::Result<Timestamp> {

@@ -97,7 +97,7 @@ impl Update {
     }
 
     fn print(&self, context: &Context, previous: Option<&Update>) -> anyhow::Result<()> {
-        let mut out = std::io::stdout();
+        let mut out = super::terminal::stdout(context.json);
         if context.json {
             serde_json::to_writer(&mut out, self).map_err(std::io::Error::from)?;
             writeln!(out)?;
@@ -162,7 +162,7 @@ pub async fn follow(context: &Context, options: FollowOptions) -> anyhow::Result
         .min()
         .unwrap_or_default();
     if context.json {
-        let mut out = std::io::stdout();
+        let mut out = super::terminal::stdout(context.json);
         serde_json::to_writer(&mut out, &json!({ "stopped_at": position }))
             .map_err(std::io::Error::from)?;
         writeln!(out)?;
@@ -268,7 +268,7 @@ pub async fn status(context: &Context) -> anyhow::Result<()> {
         .saved_status(&context.store)
         .await
         .context("cannot read the read models' status")?;
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         return output::print_json(&mut out, &json!({ "read_models": statuses }));
     }

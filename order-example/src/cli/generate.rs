@@ -13,8 +13,8 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::output;
-use super::store::AnyStore;
 use super::Context;
+use es_core::Store;
 
 /// How many refused orders the text output lists.
 const REFUSALS_SHOWN: usize = 5;
@@ -95,7 +95,7 @@ pub async fn run(
     let events_per_second = output::per_second(events, seconds);
     let orders_per_second = output::per_second(orders, seconds);
     let last = format!("load-{seed}-{orders:07}");
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         return output::print_json(
             &mut out,
@@ -163,10 +163,7 @@ enum Written {
 
 /// Runs the script's batches through `fulfillment`, each batch one atomic append of the
 /// order and the products it touches.
-async fn write(
-    fulfillment: &Fulfillment<AnyStore>,
-    script: &OrderScript,
-) -> anyhow::Result<Written> {
+async fn write(fulfillment: &Fulfillment<Store>, script: &OrderScript) -> anyhow::Result<Written> {
     let id = &script.order_id;
     let mut events = 0;
     for (index, batch) in script.batches.iter().enumerate() {

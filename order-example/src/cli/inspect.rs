@@ -29,7 +29,7 @@ pub async fn history(context: &Context, order: &str) -> anyhow::Result<()> {
         decoded.push(order_event);
     }
 
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         let events = recorded
             .iter()
@@ -93,7 +93,7 @@ pub async fn state(
     }
 
     let view = OrderView::new(order, root.version(), root.state());
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         return output::print_json(&mut out, &view);
     }

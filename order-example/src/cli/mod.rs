@@ -8,6 +8,7 @@ mod output;
 mod read_side;
 mod serve;
 mod store;
+mod terminal;
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ use order_example::fulfillment::Fulfillment;
 use order_example::load::DEFAULT_STOCK;
 use order_example::Order;
 
-use store::AnyStore;
+use es_core::Store;
+use store::Access;
 
 /// The store used without `--store`: a SQLite file in the current directory.
 const DEFAULT_STORE: &str = "sqlite:orders.db";
@@ -146,12 +148,12 @@ enum Command {
 
 /// Everything a command needs: the store, the options, a repository of orders.
 struct Context {
-    store: AnyStore,
+    store: Store,
     /// The `--store` text, to show commands that reach the same store.
     store_spec: String,
-    orders: Repository<Order, AnyStore>,
+    orders: Repository<Order, Store>,
     /// Order commands with their stock effects, saved atomically.
-    fulfillment: Fulfillment<AnyStore>,
+    fulfillment: Fulfillment<Store>,
     json: bool,
     initial_stock: u64,
 }
@@ -176,7 +178,16 @@ impl Context {
 
 /// Runs the command `cli` asks for.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = AnyStore::open(&cli.store, cli.postgres_schema.as_deref()).await?;
+    let command = cli.command.unwrap_or(Command::Demo);
+    let access = match command {
+        Command::Demo | Command::Generate { .. } | Command::Follow { .. } => Access::Create,
+        Command::Rebuild => Access::Existing,
+        Command::History { .. }
+        | Command::State { .. }
+        | Command::ReadModels { .. }
+        | Command::Status => Access::ReadOnly,
+    };
+    let store = store::open(&cli.store, cli.postgres_schema.as_deref(), access).await?;
     let context = Context {
         orders: Repository::new(store.clone()),
         fulfillment: Fulfillment::new(store.clone()).with_initial_stock(cli.initial_stock),
@@ -185,7 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         initial_stock: cli.initial_stock,
     };
-    let result = match cli.command.unwrap_or(Command::Demo) {
+    let result = match command {
         Command::Demo => demo::run(&context).await,
         Command::History { order } => inspect::history(&context, &order).await,
         Command::State { order, version, at } => {
@@ -247,6 +258,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
     text.parse::<Timestamp>().context("invalid --at")
+}
+
+pub use terminal::one_line;
+
+/// Writes `text` to `out` with its control characters escaped (newlines kept).
+pub fn write_escaped(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    let mut escaped = terminal::Escaped::new(out, terminal::Style::Text);
+    std::io::Write::write_all(&mut escaped, text.as_bytes())
 }
 
 /// Whether `error` is a write to a closed pipe.

@@ -29,8 +29,9 @@ pub fn registry(context: &Context) -> anyhow::Result<ProjectionRegistry> {
     ))?)
 }
 
-/// The read models restored from the store, caught up with the log (progress bar when there
-/// is much to do) and saved again: a restart only applies what is new.
+/// The read models restored from the store and caught up with the log (progress bar when there
+/// is much to do). Nothing is written: commands that write save them with [`save`], so a
+/// restart only applies what is new.
 pub async fn current(context: &Context) -> anyhow::Result<(ProjectionRegistry, CatchUpReport)> {
     let mut registry = registry(context)?;
     registry
@@ -61,9 +62,6 @@ pub async fn current(context: &Context) -> anyhow::Result<(ProjectionRegistry, C
         .context("cannot update the read models")?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
-    }
-    if report.events > 0 {
-        save(context, &registry).await?;
     }
     Ok((registry, report))
 }
@@ -218,7 +216,7 @@ fn print_models(
     let histories = models.model::<CustomerHistories>()?;
     let rows = filter.select(summaries, inventory, histories)?;
 
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         let stock: Vec<_> = rows
             .products
@@ -294,7 +292,7 @@ pub async fn rebuild(context: &Context) -> anyhow::Result<()> {
 
     let seconds = elapsed.as_secs_f64();
     let rate = output::per_second(report.events, seconds);
-    let mut out = std::io::stdout();
+    let mut out = super::terminal::stdout(context.json);
     if context.json {
         return output::print_json(
             &mut out,

@@ -183,6 +183,7 @@ pub(super) async fn append(
     events: Vec<NewEvent>,
     ending: AppendEnding,
 ) -> Result<AppendOutcome, StoreError> {
+    store.check_writable()?;
     if events.is_empty() {
         return Err(StoreError::EmptyAppend);
     }
@@ -459,6 +460,7 @@ pub(super) async fn append_streams(
     store: &Shared,
     batches: Vec<StreamBatch>,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
+    store.check_writable()?;
     check_stream_batches(&batches)?;
     let targets: Vec<(StreamId, ExpectedVersion, usize)> = batches
         .iter()

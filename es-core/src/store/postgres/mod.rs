@@ -143,6 +143,15 @@ pub struct PostgresOptions {
     statement_timeout: Duration,
     clock: Arc<dyn Clock>,
     subscription_poll_interval: Duration,
+    access: Access,
+}
+
+/// What connecting may do to the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    CreateIfMissing,
+    ExistingOnly,
+    ReadOnly,
 }
 
 impl PostgresOptions {
@@ -180,6 +189,7 @@ impl PostgresOptions {
             statement_timeout: PostgresOptions::DEFAULT_STATEMENT_TIMEOUT,
             clock: Arc::new(SystemClock),
             subscription_poll_interval: PostgresOptions::DEFAULT_SUBSCRIPTION_POLL_INTERVAL,
+            access: Access::CreateIfMissing,
         }
     }
 
@@ -230,6 +240,33 @@ impl PostgresOptions {
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// Connects to an existing store only: a schema without the store's tables is
+    /// [`StoreError::NotFound`] and nothing is created (so a mistyped schema name cannot make a
+    /// new, empty store).
+    #[must_use]
+    pub fn existing_only(mut self) -> Self {
+        if self.access == Access::CreateIfMissing {
+            self.access = Access::ExistingOnly;
+        }
+        self
+    }
+
+    /// Connects to an existing store, as [`existing_only`](Self::existing_only) does, for
+    /// reading only: every write (append, snapshot, saved read model) is refused with
+    /// [`StoreError::ReadOnly`] before it reaches the server. Works with a role that may only
+    /// `SELECT`.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Whether stores connected with these options are read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.access == Access::ReadOnly
     }
 
     /// Makes each [subscription](crate::Subscribe) read the log this often while it waits
@@ -316,6 +353,19 @@ struct Shared {
     subscriptions: Arc<Subscriptions>,
     /// The key of the session lock an insert holds while it takes positions.
     positions_key: i64,
+    read_only: bool,
+}
+
+impl Shared {
+    /// Refuses a write to a read-only store.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                location: format!("PostgreSQL schema `{}`", self.schema.as_str()),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Postgres {
@@ -407,7 +457,15 @@ impl Postgres {
         let mut client = pool.get().await.map_err(pool_error)?;
         let migrated = tokio::time::timeout(
             options.statement_timeout,
-            schema::migrate(&mut client, &schema),
+            schema::migrate(
+                &mut client,
+                &schema,
+                match options.access {
+                    Access::CreateIfMissing => schema::Changes::CreateOrUpgrade,
+                    Access::ExistingOnly => schema::Changes::UpgradeOnly,
+                    Access::ReadOnly => schema::Changes::None,
+                },
+            ),
         )
         .await;
         let Ok(migrated) = migrated else {
@@ -435,6 +493,7 @@ impl Postgres {
                 clock: options.clock,
                 subscriptions,
                 statement_timeout: options.statement_timeout,
+                read_only: options.access == Access::ReadOnly,
             }),
         })
     }
@@ -447,9 +506,16 @@ impl Postgres {
 
     /// Closes the pool: open connections close once returned, and every later operation
     /// fails with [`StoreError::Closed`].
-    pub fn close(&self) {
+    #[allow(clippy::unused_async)] // `async fn close(&self)` on every store, as on `Sqlite`
+    pub async fn close(&self) {
         self.shared.subscriptions.close();
         self.shared.pool.close();
+    }
+
+    /// Whether the store was connected [read-only](PostgresOptions::read_only).
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
     }
 
     /// The channel each append sends a `NOTIFY` on (inside its transaction), which the
@@ -732,6 +798,7 @@ impl SnapshotStore for Postgres {
 impl Postgres {
     /// Runs the upsert `sql` (conditional or not) with `snapshot`'s values.
     async fn write_snapshot(&self, sql: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.shared.check_writable()?;
         let stream = &snapshot.stream;
         check_text("aggregate type", stream.aggregate_type())?;
         check_text("aggregate id", stream.aggregate_id())?;
@@ -758,6 +825,7 @@ impl Postgres {
 
 impl ProjectionStore for Postgres {
     async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        self.shared.check_writable()?;
         check_text("projection name", &saved.name)?;
         let position = to_stored_bigint(saved.position.get(), "projection position")?;
         let shared = &self.shared;

@@ -419,7 +419,23 @@ fn create_tables(schema: &SchemaName) -> String {
 ///
 /// Runs in one transaction under an advisory lock, so many nodes connecting at once create
 /// the tables exactly once and never see a half-made schema.
-pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<(), StoreError> {
+/// What connecting may change in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Changes {
+    /// Create the store if it is missing; upgrade an older one.
+    CreateOrUpgrade,
+    /// Upgrade an older store; a missing one is [`StoreError::NotFound`].
+    UpgradeOnly,
+    /// Nothing at all (a read-only store); a missing one is [`StoreError::NotFound`].
+    None,
+}
+
+/// Checks the store in `schema`, creating or upgrading it as far as `changes` allows.
+pub(super) async fn migrate(
+    client: &mut Object,
+    schema: &SchemaName,
+    changes: Changes,
+) -> Result<(), StoreError> {
     // READ COMMITTED whatever the server's default: the checks below must see what a node
     // that held the migration lock before this one committed, and under REPEATABLE READ or
     // SERIALIZABLE the transaction's snapshot would predate the lock wait.
@@ -429,7 +445,7 @@ pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<
         .start()
         .await
         .map_err(query_error)?;
-    match migrate_in(&transaction, schema).await {
+    match migrate_in(&transaction, schema, changes).await {
         Ok(()) => transaction.commit().await.map_err(query_error),
         Err(error) => {
             // Roll back before returning: the connection must not stay inside a transaction
@@ -443,7 +459,11 @@ pub(super) async fn migrate(client: &mut Object, schema: &SchemaName) -> Result<
 }
 
 /// The body of [`migrate`], inside its transaction.
-async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Result<(), StoreError> {
+async fn migrate_in(
+    transaction: &Transaction<'_>,
+    schema: &SchemaName,
+    changes: Changes,
+) -> Result<(), StoreError> {
     let location = || format!("PostgreSQL schema `{}`", schema.as_str());
     transaction
         .execute(
@@ -475,37 +495,10 @@ async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Resul
         .collect();
 
     if tables.iter().any(|table| table == "meta") {
-        let rows = transaction
-            .query(
-                &format!("SELECT key, value FROM {}.meta", schema.quoted()),
-                &[],
-            )
-            .await
-            .map_err(query_error)?;
-        let value = |key: &str| {
-            rows.iter()
-                .find(|row| row.get::<_, &str>(0) == key)
-                .map(|row| row.get::<_, String>(1))
-        };
-        if value("format").as_deref() != Some(FORMAT) {
-            return Err(StoreError::NotAStore {
-                location: location(),
-                reason: "its `meta` table does not describe an es-core event store".to_owned(),
-            });
-        }
-        let found = value("schema_version")
-            .and_then(|text| text.parse::<u32>().ok())
-            .ok_or_else(|| StoreError::Corrupt {
-                location: location(),
-                reason: "the `meta` table has no valid `schema_version`".to_owned(),
-            })?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if found < SCHEMA_VERSION {
+        let found = stored_version(transaction, schema).await?;
+        // A read-only connection reads an older schema as it is (its upgrades add
+        // constraints for writers) and never changes it.
+        if found < SCHEMA_VERSION && changes != Changes::None {
             upgrade(transaction, schema, found).await?;
         }
         return Ok(());
@@ -515,6 +508,17 @@ async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Resul
         return Err(StoreError::NotAStore {
             location: location(),
             reason: format!("it has a `{table}` table but no es-core `meta` table"),
+        });
+    }
+
+    if changes != Changes::CreateOrUpgrade {
+        return Err(StoreError::NotFound {
+            location: location(),
+            reason: if schema_exists {
+                "the schema has no event store tables".to_owned()
+            } else {
+                "the schema does not exist".to_owned()
+            },
         });
     }
 
@@ -541,6 +545,45 @@ async fn migrate_in(transaction: &Transaction<'_>, schema: &SchemaName) -> Resul
         .await
         .map_err(query_error)?;
     Ok(())
+}
+
+/// The schema version recorded in the `meta` table of the store in `schema`.
+async fn stored_version(
+    transaction: &Transaction<'_>,
+    schema: &SchemaName,
+) -> Result<u32, StoreError> {
+    let location = || format!("PostgreSQL schema `{}`", schema.as_str());
+    let rows = transaction
+        .query(
+            &format!("SELECT key, value FROM {}.meta", schema.quoted()),
+            &[],
+        )
+        .await
+        .map_err(query_error)?;
+    let value = |key: &str| {
+        rows.iter()
+            .find(|row| row.get::<_, &str>(0) == key)
+            .map(|row| row.get::<_, String>(1))
+    };
+    if value("format").as_deref() != Some(FORMAT) {
+        return Err(StoreError::NotAStore {
+            location: location(),
+            reason: "its `meta` table does not describe an es-core event store".to_owned(),
+        });
+    }
+    let found = value("schema_version")
+        .and_then(|text| text.parse::<u32>().ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            location: location(),
+            reason: "the `meta` table has no valid `schema_version`".to_owned(),
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
 }
 
 /// Upgrades the store in `schema` from version `from` to [`SCHEMA_VERSION`], inside the

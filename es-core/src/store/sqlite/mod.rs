@@ -158,6 +158,18 @@ pub struct SqliteOptions {
     read_connections: usize,
     busy_timeout: Duration,
     change_check_interval: Duration,
+    access: Access,
+}
+
+/// What opening may do to the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Create the store if the file does not exist (or is an empty database).
+    CreateIfMissing,
+    /// Open an existing store, for reading and writing.
+    ExistingOnly,
+    /// Open an existing store for reading; never write to the file.
+    ReadOnly,
 }
 
 impl Default for SqliteOptions {
@@ -173,6 +185,7 @@ impl fmt::Debug for SqliteOptions {
             .field("read_connections", &self.read_connections)
             .field("busy_timeout", &self.busy_timeout)
             .field("change_check_interval", &self.change_check_interval)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -193,7 +206,36 @@ impl SqliteOptions {
             read_connections: 2,
             busy_timeout: Duration::from_secs(5),
             change_check_interval: SqliteOptions::DEFAULT_CHANGE_CHECK_INTERVAL,
+            access: Access::CreateIfMissing,
         }
+    }
+
+    /// Opens an existing store only: a missing file, or a database that is not yet a store,
+    /// is [`StoreError::NotFound`] and nothing is created (so a mistyped path cannot make a new,
+    /// empty store).
+    #[must_use]
+    pub fn existing_only(mut self) -> Self {
+        if self.access == Access::CreateIfMissing {
+            self.access = Access::ExistingOnly;
+        }
+        self
+    }
+
+    /// Opens an existing store for reading only, as [`existing_only`](Self::existing_only)
+    /// does, and never writes to the file: no writer connection, read connections opened
+    /// read-only (SQLite's `SQLITE_OPEN_READONLY`), every write
+    /// (append, snapshot, saved read model) refused with [`StoreError::ReadOnly`]. Works on
+    /// read-only media and with files the process may not write.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Whether stores opened with these options are read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.access == Access::ReadOnly
     }
 
     /// Commits with this durability.
@@ -246,7 +288,8 @@ impl SqliteOptions {
 #[derive(Clone)]
 pub struct Sqlite {
     location: Arc<str>,
-    commands: Sender<Command>,
+    /// `None` when the store is read-only.
+    commands: Option<Sender<Command>>,
     jobs: Sender<Job>,
     read_connections: usize,
     clock: Arc<dyn Clock>,
@@ -276,11 +319,14 @@ impl Sqlite {
         Sqlite::open_with(path, SqliteOptions::new()).await
     }
 
-    /// Opens the store at `path` with `options`, creating it if the file does not exist.
+    /// Opens the store at `path` with `options`, creating it if the file does not exist unless
+    /// the options say [`existing_only`](SqliteOptions::existing_only) or
+    /// [`read_only`](SqliteOptions::read_only).
     ///
     /// # Errors
-    /// As [`Sqlite::open`], and [`StoreError::Config`] for zero read connections or more
-    /// than 1024.
+    /// As [`Sqlite::open`], [`StoreError::NotFound`] for a missing file (or a database that is
+    /// not yet a store) when only an existing store may be opened, and [`StoreError::Config`]
+    /// for zero read connections or more than 1024.
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: SqliteOptions,
@@ -305,31 +351,29 @@ impl Sqlite {
             Arc::clone(&location),
             options.busy_timeout,
             options.change_check_interval,
+            options.access == Access::ReadOnly,
         ));
 
-        // The writer checks and, if new, creates the store before any reader connects.
-        let (commands, command_queue) = mpsc::channel();
-        let (writer_ready, writer_opened) = oneshot::channel();
-        {
-            let path = path.clone();
-            let options = options.clone();
-            let location = Arc::clone(&location);
-            let wakeups = Arc::clone(&subscriptions.wakeups);
-            std::thread::Builder::new()
-                .name("es-sqlite-writer".to_owned())
-                .spawn(
-                    move || match writer::Writer::open(&path, &options, location, wakeups) {
-                        Ok(writer) => {
-                            if writer_ready.send(Ok(())).is_ok() {
-                                writer.run(&command_queue);
-                            }
-                        }
-                        Err(error) => drop(writer_ready.send(Err(error))),
-                    },
-                )
-                .map_err(StoreError::backend)?;
-        }
-        writer_opened.await.map_err(|_| StoreError::Closed)??;
+        let commands = if options.access == Access::ReadOnly {
+            // No writer: check the file is a store from a read-only connection instead, on a
+            // thread of its own like every SQLite call.
+            let (checked, check) = oneshot::channel();
+            {
+                let path = path.clone();
+                let location = Arc::clone(&location);
+                let busy_timeout = options.busy_timeout;
+                std::thread::Builder::new()
+                    .name("es-sqlite-open".to_owned())
+                    .spawn(move || {
+                        drop(checked.send(schema::check_read_only(&path, busy_timeout, &location)));
+                    })
+                    .map_err(StoreError::backend)?;
+            }
+            check.await.map_err(|_| StoreError::Closed)??;
+            None
+        } else {
+            Some(Self::start_writer(&path, &options, &location, &subscriptions).await?)
+        };
 
         let (jobs, job_queue) = mpsc::channel();
         let job_queue = Arc::new(Mutex::new(job_queue));
@@ -362,10 +406,49 @@ impl Sqlite {
         Ok(store)
     }
 
+    /// Starts the writer thread, which checks and, if new, creates the store before any
+    /// reader connects.
+    async fn start_writer(
+        path: &Path,
+        options: &SqliteOptions,
+        location: &Arc<str>,
+        subscriptions: &Subscriptions,
+    ) -> Result<Sender<Command>, StoreError> {
+        let (commands, command_queue) = mpsc::channel();
+        let (writer_ready, writer_opened) = oneshot::channel();
+        {
+            let path = path.to_path_buf();
+            let options = options.clone();
+            let location = Arc::clone(location);
+            let wakeups = Arc::clone(&subscriptions.wakeups);
+            std::thread::Builder::new()
+                .name("es-sqlite-writer".to_owned())
+                .spawn(
+                    move || match writer::Writer::open(&path, &options, location, wakeups) {
+                        Ok(writer) => {
+                            if writer_ready.send(Ok(())).is_ok() {
+                                writer.run(&command_queue);
+                            }
+                        }
+                        Err(error) => drop(writer_ready.send(Err(error))),
+                    },
+                )
+                .map_err(StoreError::backend)?;
+        }
+        writer_opened.await.map_err(|_| StoreError::Closed)??;
+        Ok(commands)
+    }
+
     /// The path the store was opened at, as text.
     #[must_use]
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Whether the store was opened [read-only](SqliteOptions::read_only).
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.commands.is_none()
     }
 
     /// Finishes the queued work and closes every connection, so the file is complete and
@@ -386,8 +469,10 @@ impl Sqlite {
         }
         // The writer closes last: closing the last connection checkpoints the log.
         let (reply, done) = oneshot::channel();
-        if self.commands.send(Command::Close(reply)).is_ok() {
-            drop(done.await);
+        if let Some(commands) = &self.commands {
+            if commands.send(Command::Close(reply)).is_ok() {
+                drop(done.await);
+            }
         }
     }
 
@@ -395,8 +480,13 @@ impl Sqlite {
         &self,
         request: impl FnOnce(writer::Reply<T>) -> Request,
     ) -> Result<T, StoreError> {
+        let Some(commands) = &self.commands else {
+            return Err(StoreError::ReadOnly {
+                location: self.location.to_string(),
+            });
+        };
         let (reply, answer) = oneshot::channel();
-        self.commands
+        commands
             .send(Command::Request(request(reply)))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

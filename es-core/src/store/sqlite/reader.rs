@@ -44,9 +44,21 @@ pub(super) fn spawn(
 ) -> Result<(), StoreError> {
     let path = path.to_path_buf();
     let busy_timeout = options.busy_timeout;
+    let read_only = options.is_read_only();
     std::thread::Builder::new()
         .name(format!("es-sqlite-reader-{index}"))
         .spawn(move || {
+            if read_only {
+                let connection = schema::open_read_only(&path, busy_timeout, &location);
+                return match connection {
+                    Ok(connection) => {
+                        if ready.send(Ok(())).is_ok() {
+                            serve(connection, &jobs);
+                        }
+                    }
+                    Err(error) => drop(ready.send(Err(error))),
+                };
+            }
             let connection = Connection::open_with_flags(
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -5,9 +5,11 @@
 //! it; nothing is written to a file until it is known to be a store of a version this release
 //! understands, or a new, empty database.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::preflight::Owner;
 use super::rows::store_error;
@@ -84,6 +86,107 @@ pub(super) enum Contents {
     Older(u32),
 }
 
+/// Fails with [`StoreError::NotFound`] when nothing is at `path`: opening an existing store
+/// only must not create one.
+pub(super) fn check_exists(path: &Path, location: &str) -> Result<(), StoreError> {
+    // What kind of file it is, [`preflight::check_file`](super::preflight::check_file) judges.
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+            location: location.to_owned(),
+            reason: "the file does not exist".to_owned(),
+        }),
+        Err(error) => Err(StoreError::backend(error)),
+    }
+}
+
+/// Checks, from a read-only connection, that the file at `path` is a store this release can
+/// read. Nothing is written: not even a new database header.
+pub(super) fn check_read_only(
+    path: &Path,
+    busy_timeout: Duration,
+    location: &str,
+) -> Result<(), StoreError> {
+    check_exists(path, location)?;
+    let owner = super::preflight::check_file(path, location)?;
+    if owner == Owner::Nobody {
+        return Err(not_yet_a_store(location));
+    }
+    let connection = open_read_only(path, busy_timeout, location)?;
+    match inspect(&connection, location, owner)? {
+        // An older schema reads the same (its upgrade only adds a constraint for writers),
+        // and a read-only store must not upgrade the file.
+        Contents::Store | Contents::Older(_) => Ok(()),
+        Contents::Empty => Err(not_yet_a_store(location)),
+    }
+}
+
+/// A read-only connection to the store at `path`, which never writes to the database file.
+///
+/// In WAL mode SQLite coordinates readers with writers through the `-wal` and `-shm` files
+/// next to the database, and a read-only connection creates them when they are missing (empty
+/// of data; the database file itself is not touched). On read-only media it cannot, and the
+/// open fails; then, if there is no `-wal` file (so every commit is in the database file, and
+/// no writer can be at work on media nobody can write), the file is opened as *immutable*,
+/// which needs neither file.
+pub(super) fn open_read_only(
+    path: &Path,
+    busy_timeout: Duration,
+    location: &str,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = Connection::open_with_flags(path, flags).and_then(|connection| {
+        // Opening is lazy: the first read opens the -wal and -shm files.
+        connection.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        Ok(connection)
+    });
+    let connection = match opened {
+        Ok(connection) => connection,
+        Err(error)
+            if error.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+                && !sibling(path, "-wal").exists() =>
+        {
+            Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(|error| store_error(error, location))?
+        }
+        Err(error) => return Err(store_error(error, location)),
+    };
+    configure(&connection, busy_timeout, location)?;
+    // Reads only, also should a bug try to write.
+    connection
+        .pragma_update(None, "query_only", true)
+        .map_err(|error| store_error(error, location))?;
+    Ok(connection)
+}
+
+/// `path` with `suffix` appended to its file name (`orders.db` -> `orders.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// The `file:` URI of `path` opened immutable, its bytes percent-encoded where a URI needs it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            let _ = write!(uri, "%{byte:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+fn not_yet_a_store(location: &str) -> StoreError {
+    StoreError::NotFound {
+        location: location.to_owned(),
+        reason: "the file is an empty database, not yet a store".to_owned(),
+    }
+}
+
 /// Settings every connection gets: how long to wait for a lock held by another process.
 pub(super) fn configure(
     connection: &Connection,
@@ -96,14 +199,18 @@ pub(super) fn configure(
 }
 
 /// Checks that the writer's connection opens a store this release can use, creating the
-/// schema in a new database, then switches it to WAL mode with the requested durability.
+/// schema in a new database (when `may_create`), then switches it to WAL mode with the requested durability.
 pub(super) fn prepare_writer(
     connection: &mut Connection,
     synchronous: Synchronous,
     owner: Owner,
+    may_create: bool,
     location: &str,
 ) -> Result<(), StoreError> {
     let contents = inspect(connection, location, owner)?;
+    if contents == Contents::Empty && !may_create {
+        return Err(not_yet_a_store(location));
+    }
     // Only now is the file known to be ours (or empty): from here on it may be written.
     let mode: String = connection
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))

@@ -24,6 +24,8 @@ pub(super) struct Subscriptions {
     location: Arc<str>,
     busy_timeout: Duration,
     check_interval: Duration,
+    /// Whether the store is read-only: the watcher's connection is then read-only too.
+    read_only: bool,
     watcher: Mutex<Watcher>,
 }
 
@@ -43,8 +45,10 @@ impl Subscriptions {
         location: Arc<str>,
         busy_timeout: Duration,
         check_interval: Duration,
+        read_only: bool,
     ) -> Self {
         Subscriptions {
+            read_only,
             wakeups: Arc::default(),
             path,
             location,
@@ -152,6 +156,9 @@ impl Subscriptions {
     }
 
     fn open_connection(&self) -> Result<Connection, StoreError> {
+        if self.read_only {
+            return schema::open_read_only(&self.path, self.busy_timeout, &self.location);
+        }
         let connection = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

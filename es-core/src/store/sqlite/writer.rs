@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::preflight::{self, Owner};
 use super::rows::{bits_to_sql, is_busy, store_error, stored_id_from_row, to_sql_integer};
-use super::{schema, SqliteOptions};
+use super::{schema, Access, SqliteOptions};
 use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::NewEvent;
@@ -218,21 +218,30 @@ impl Writer {
         location: Arc<str>,
         wakeups: Arc<Wakeups>,
     ) -> Result<Self, StoreError> {
+        let create = options.access == Access::CreateIfMissing;
+        if !create {
+            schema::check_exists(path, &location)?;
+        }
         let owner = preflight::check_file(path, &location)?;
-        let mut connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|error| store_error(error, &location))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let mut connection = Connection::open_with_flags(path, flags)
+            .map_err(|error| store_error(error, &location))?;
         schema::configure(&connection, options.busy_timeout, &location)?;
         // Processes opening a new file at once race to switch it to WAL mode and create the
         // schema; some of those steps report "locked" at once instead of waiting. Each step
         // is safe to repeat, so retry them for as long as the busy timeout allows.
         let deadline = std::time::Instant::now() + options.busy_timeout;
         loop {
-            match schema::prepare_writer(&mut connection, options.synchronous, owner, &location) {
+            match schema::prepare_writer(
+                &mut connection,
+                options.synchronous,
+                owner,
+                create,
+                &location,
+            ) {
                 Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
