@@ -142,8 +142,19 @@ fn concurrent_generate_processes_on_postgresql_never_oversell() {
         "--postgres-schema",
         schema.as_str(),
     ];
-    // The schema is created once, before the processes race to use it.
-    workspace.json(&[&store[..], &["read-models"]].concat());
+    // The schema is created once, before the processes race to use it (a query command such
+    // as `read-models` never creates a store).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let options = es_core::PostgresOptions::new(url.as_str()).with_schema(schema.as_str());
+            let created = es_core::Postgres::connect_with(options)
+                .await
+                .expect("the schema is created");
+            created.close().await;
+        });
     let refused = generate_concurrently(&workspace, &store);
     assert!(refused > 0, "the stock was meant to run out");
     assert_never_oversold(&workspace, &store);
