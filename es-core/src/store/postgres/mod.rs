@@ -24,7 +24,8 @@
 //! tables in the configured schema: `events`, `snapshots`, `projections` and `meta`, which
 //! records the schema version; a store written by a newer release is refused with
 //! [`StoreError::NewerSchema`]. The schema name must be a plain lowercase identifier; every
-//! value goes to the server as a bound parameter.
+//! value goes to the server as a bound parameter. Every table and column, and what other
+//! tools may read, is in `docs/storage.md` in the repository.
 //!
 //! # How an append works
 //!

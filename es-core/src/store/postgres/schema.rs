@@ -414,11 +414,6 @@ fn create_tables(schema: &SchemaName) -> String {
     )
 }
 
-/// Makes `schema` hold a store of [`SCHEMA_VERSION`]: creates it when it is missing or
-/// empty, accepts it when it already is one, and rejects anything else.
-///
-/// Runs in one transaction under an advisory lock, so many nodes connecting at once create
-/// the tables exactly once and never see a half-made schema.
 /// What connecting may change in the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Changes {
@@ -430,7 +425,12 @@ pub(super) enum Changes {
     None,
 }
 
-/// Checks the store in `schema`, creating or upgrading it as far as `changes` allows.
+/// Makes `schema` hold a store of [`SCHEMA_VERSION`]: creates it when it is missing or
+/// empty, accepts it when it already is one, and rejects anything else.
+///
+/// Runs in one transaction under an advisory lock, so many nodes connecting at once create
+/// the tables exactly once and never see a half-made schema. Only as far as `changes` allows: a store that is missing when it may not be created is
+/// [`StoreError::NotFound`].
 pub(super) async fn migrate(
     client: &mut Object,
     schema: &SchemaName,

@@ -30,7 +30,8 @@
 //! Tables `events`, `snapshots`, `projections` and `meta` (which records the schema version);
 //! the database header carries the application id `0x45765374` (`EvSt`). Metadata is stored as
 //! JSON text, so it can be read, and queried with SQLite's JSON functions, without this crate.
-//! Timestamps are integer microseconds since the Unix epoch.
+//! Timestamps are integer microseconds since the Unix epoch. Every table and column, and what
+//! other tools may read, is in `docs/storage.md` in the repository.
 //!
 //! Opening a file that is not a store ([`StoreError::NotAStore`]) or a store written by a newer
 //! release ([`StoreError::NewerSchema`]) fails without writing to the file. A new file, or an
