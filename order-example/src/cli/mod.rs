@@ -180,7 +180,10 @@ impl Context {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Demo);
     let access = match command {
-        Command::Demo | Command::Generate { .. } | Command::Follow { .. } => Access::Create,
+        Command::Demo
+        | Command::Generate { .. }
+        | Command::Follow { .. }
+        | Command::Serve { .. } => Access::Create,
         Command::Rebuild => Access::Existing,
         Command::History { .. }
         | Command::State { .. }

@@ -27,7 +27,7 @@ pub async fn serve(context: &Context, options: ServeOptions) -> anyhow::Result<(
     let address = listener.local_addr()?;
     let mut app = OrderConsole::new(context.store.clone(), context.initial_stock);
     let daemon = if options.follow {
-        let daemon = OrderConsole::<super::AnyStore>::daemon_builder(context.initial_stock)?
+        let daemon = OrderConsole::<super::Store>::daemon_builder(context.initial_stock)?
             .start(context.store.clone())
             .await
             .context("cannot start the projection daemon")?;
