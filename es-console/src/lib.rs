@@ -203,7 +203,11 @@ impl<A: ConsoleApp> Console<A> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sampler = tokio::spawn(self.sample_lag());
-        let result = axum::serve(listener, self.router())
+        let mut router = self.router();
+        if listener.local_addr()?.ip().is_loopback() {
+            router = router.layer(middleware::from_fn(loopback_hosts_only));
+        }
+        let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         sampler.abort();
@@ -236,6 +240,29 @@ async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+/// On a loopback listener, answers only requests that name a loopback host: a page of another
+/// site that resolves its own name to 127.0.0.1 (DNS rebinding) cannot read the console.
+async fn loopback_hosts_only(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    if matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+        next.run(request).await
+    } else {
+        (
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            "this console answers only to 127.0.0.1, localhost and [::1]",
+        )
+            .into_response()
+    }
 }
 
 async fn not_found<A: ConsoleApp>(State(shared): AppState<A>, request: Request) -> Response {

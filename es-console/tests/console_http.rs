@@ -49,11 +49,16 @@ async fn start(options: ConsoleOptions) -> (String, InMemory) {
 
 /// One HTTP/1.1 request; the status code, the head and the body.
 async fn request(address: &str, method: &str, path: &str) -> (u16, String, String) {
+    request_to(address, address, method, path).await
+}
+
+/// One HTTP/1.1 request naming `host`.
+async fn request_to(address: &str, host: &str, method: &str, path: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
     let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(text.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
@@ -185,4 +190,28 @@ async fn console_live_endpoint_streams_new_events() {
     assert!(seen.contains("text/event-stream"), "{seen}");
     assert!(seen.contains("id: 2"), "{seen}");
     assert!(seen.contains("\"href\":\"/streams/note/z\""), "{seen}");
+}
+
+#[tokio::test]
+async fn console_on_loopback_answers_only_loopback_host_names() {
+    let (address, _store) = start(ConsoleOptions::new()).await;
+    let port = address
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .expect("a port");
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "[::1]".to_owned(),
+    ] {
+        let (status, _, _) = request_to(&address, &host, "GET", "/").await;
+        assert_eq!(status, 200, "{host}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        "127.0.0.1.evil.example".to_owned(),
+    ] {
+        let (status, _, _) = request_to(&address, &host, "GET", "/").await;
+        assert_eq!(status, 421, "a rebinding page's host `{host}`");
+    }
 }
