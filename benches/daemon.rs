@@ -19,95 +19,27 @@
 //!
 //! Run with `cargo bench --bench daemon` (about a minute and a half).
 
+mod order_log;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use es_core::store::sqlite::{Sqlite, SqliteOptions, Synchronous};
 use es_core::{
-    AggregateRoot, CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory, Metadata,
-    NewEvent, Projection, ProjectionDaemon, ProjectionStore, SavedProjection, StreamId, Subscribe,
-    Timestamp, Version,
+    CodecId, GlobalPosition, InMemory, Projection, ProjectionDaemon, ProjectionStore,
+    SavedProjection, Subscribe, Timestamp,
 };
-use order_example::load::{OrderScript, Workload, DEFAULT_STOCK};
+use order_example::load::DEFAULT_STOCK;
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
-use order_example::Order;
 use tokio::runtime::Runtime;
-use tokio::task::JoinSet;
 
 /// Events in the log.
 const EVENTS: u64 = 200_000;
-/// Orders whose appends may be in flight at once while the log is written.
-const IN_FLIGHT: usize = 256;
 /// The page size of both (the registry's and the subscription's default).
 const PAGE: usize = 512;
 const CODEC: CodecId = CodecId::Postcard;
 /// How long the daemon may take to reach the end of the log before the run is broken.
 const PATIENCE: Duration = Duration::from_secs(290);
-
-/// The appends of one order, holding at most `limit` events.
-fn record(script: &OrderScript, limit: u64) -> (StreamId, Vec<Vec<NewEvent>>) {
-    let mut root = AggregateRoot::<Order>::new(script.order_id.as_str());
-    let metadata = Metadata::default().with_correlation_id(uuid::Uuid::now_v7());
-    let mut recorded = 0;
-    let mut batches = Vec::new();
-    for batch in &script.batches {
-        for command in batch {
-            if recorded == limit {
-                break;
-            }
-            root.execute(|order| command.decide(order))
-                .expect("generated commands keep the business rules");
-            recorded += 1;
-        }
-        let events: Vec<NewEvent> = root
-            .pending_events()
-            .iter()
-            .skip(batches.iter().map(Vec::len).sum())
-            .map(|event| {
-                NewEvent::encode(event, CODEC)
-                    .expect("order events encode")
-                    .with_metadata(metadata.clone())
-            })
-            .collect();
-        if !events.is_empty() {
-            batches.push(events);
-        }
-    }
-    (root.stream_id(), batches)
-}
-
-async fn append_order<S: EventStore>(store: &S, stream: StreamId, batches: Vec<Vec<NewEvent>>) {
-    let mut version = Version::INITIAL;
-    for batch in batches {
-        version = store
-            .append(&stream, ExpectedVersion::Exact(version), batch)
-            .await
-            .expect("appending a generated order works")
-            .version;
-    }
-}
-
-/// Writes exactly [`EVENTS`] generated events to `store`, many orders in flight at once.
-async fn fill<S: EventStore + Clone + 'static>(store: &S) {
-    let mut in_flight = JoinSet::new();
-    let mut written = 0;
-    for script in Workload::new(1) {
-        if written == EVENTS {
-            break;
-        }
-        let (stream, batches) = record(&script, EVENTS - written);
-        written += batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
-        if in_flight.len() >= IN_FLIGHT {
-            in_flight.join_next().await.map(Result::unwrap);
-        }
-        let store = store.clone();
-        in_flight.spawn(async move { append_order(&store, stream, batches).await });
-    }
-    while let Some(done) = in_flight.join_next().await {
-        done.unwrap();
-    }
-    assert_eq!(store.last_position().await.unwrap().get(), EVENTS);
-}
 
 /// Saves `model` as it is, at position 0, so the next daemon starts it from the beginning.
 async fn save_fresh<P: Projection, S: ProjectionStore>(store: &S, model: &P) {
@@ -205,7 +137,7 @@ fn runtime() -> Runtime {
 fn in_memory(c: &mut Criterion) {
     let runtime = runtime();
     let store = InMemory::new();
-    runtime.block_on(fill(&store));
+    runtime.block_on(order_log::fill(&store, CODEC, EVENTS));
     bench_store(c, &runtime, "memory", &store);
 }
 
@@ -217,7 +149,7 @@ fn sqlite(c: &mut Criterion) {
     let store = runtime
         .block_on(Sqlite::open_with(&path, options))
         .expect("the store opens");
-    runtime.block_on(fill(&store));
+    runtime.block_on(order_log::fill(&store, CODEC, EVENTS));
     bench_store(c, &runtime, "sqlite", &store);
     runtime.block_on(store.close());
 }

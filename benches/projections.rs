@@ -21,95 +21,22 @@
 //! Run with `cargo bench --bench projections` (about four minutes: writing the four logs takes
 //! about 30 s, the rest is ten rebuilds and a few scans of each).
 
+mod order_log;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use es_core::store::sqlite::{Sqlite, SqliteOptions, Synchronous};
-use es_core::{
-    AggregateRoot, CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory, Metadata,
-    NewEvent, Projection, ProjectionRegistry, StreamId, Version,
-};
-use order_example::load::{OrderScript, Workload, DEFAULT_STOCK};
+use es_core::{CodecId, EventStore, GlobalPosition, InMemory, Projection, ProjectionRegistry};
+use order_example::load::DEFAULT_STOCK;
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
-use order_example::Order;
 use tokio::runtime::Runtime;
-use tokio::task::JoinSet;
 
 /// Events in the log.
 const EVENTS: u64 = 1_000_000;
-/// Orders whose appends may be in flight at once while the log is written.
-const IN_FLIGHT: usize = 256;
 /// The page size of `read_all` (the registry's default).
 const PAGE: usize = 512;
 const CODECS: [CodecId; 2] = [CodecId::Json, CodecId::Postcard];
-
-/// The appends of one order: its stream and its batches, encoded with `codec`, holding at most
-/// `limit` events (the last order is cut short so the log has exactly [`EVENTS`]).
-fn record(script: &OrderScript, codec: CodecId, limit: u64) -> (StreamId, Vec<Vec<NewEvent>>) {
-    let mut root = AggregateRoot::<Order>::new(script.order_id.as_str());
-    let metadata = Metadata::default().with_correlation_id(uuid::Uuid::now_v7());
-    let mut recorded = 0;
-    let mut batches = Vec::new();
-    for batch in &script.batches {
-        for command in batch {
-            if recorded == limit {
-                break;
-            }
-            root.execute(|order| command.decide(order))
-                .expect("generated commands keep the business rules");
-            recorded += 1;
-        }
-        let events: Vec<NewEvent> = root
-            .pending_events()
-            .iter()
-            .skip(batches.iter().map(Vec::len).sum())
-            .map(|event| {
-                NewEvent::encode(event, codec)
-                    .expect("order events encode")
-                    .with_metadata(metadata.clone())
-            })
-            .collect();
-        if !events.is_empty() {
-            batches.push(events);
-        }
-    }
-    (root.stream_id(), batches)
-}
-
-/// Appends one order's batches in order, each expecting the version the previous one left.
-async fn append_order<S: EventStore>(store: &S, stream: StreamId, batches: Vec<Vec<NewEvent>>) {
-    let mut version = Version::INITIAL;
-    for batch in batches {
-        let expected = ExpectedVersion::Exact(version);
-        version = store
-            .append(&stream, expected, batch)
-            .await
-            .expect("appending a generated order works")
-            .version;
-    }
-}
-
-/// Writes exactly [`EVENTS`] generated events to `store`, many orders in flight at once.
-async fn fill<S: EventStore + Clone + 'static>(store: &S, codec: CodecId) {
-    let mut in_flight = JoinSet::new();
-    let mut written = 0;
-    for script in Workload::new(1) {
-        if written == EVENTS {
-            break;
-        }
-        let (stream, batches) = record(&script, codec, EVENTS - written);
-        written += batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
-        if in_flight.len() >= IN_FLIGHT {
-            in_flight.join_next().await.map(Result::unwrap);
-        }
-        let store = store.clone();
-        in_flight.spawn(async move { append_order(&store, stream, batches).await });
-    }
-    while let Some(done) = in_flight.join_next().await {
-        done.unwrap();
-    }
-    assert_eq!(store.last_position().await.unwrap().get(), EVENTS);
-}
 
 /// Reads the whole log in pages of 512 events, as a rebuild does, and applies nothing.
 async fn scan<S: EventStore>(store: &S) -> u64 {
@@ -196,7 +123,7 @@ fn in_memory(c: &mut Criterion) {
     for codec in CODECS {
         let started = Instant::now();
         let store = InMemory::new();
-        runtime.block_on(fill(&store, codec));
+        runtime.block_on(order_log::fill(&store, codec, EVENTS));
         println!(
             "projections/memory/{codec}: wrote {EVENTS} events in {:.1?}",
             started.elapsed()
@@ -215,7 +142,7 @@ fn sqlite(c: &mut Criterion) {
         let store = runtime
             .block_on(Sqlite::open_with(&path, options))
             .expect("the store opens");
-        runtime.block_on(fill(&store, codec));
+        runtime.block_on(order_log::fill(&store, codec, EVENTS));
         let bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
         println!(
             "projections/sqlite/{codec}: wrote {EVENTS} events ({} MB file) in {:.1?}",
