@@ -45,6 +45,12 @@
 //! reads the log on its own, one page per turn, alternating with the shared batches, until it
 //! reaches the shared position, then joins the shared subscription again.
 //!
+//! The log need not come from the store that keeps the read models:
+//! [`start_from`](DaemonBuilder::start_from) reads it from any [`LogSource`] (a message
+//! broker's copy of the log, for example) and saves the read models in a local store, telling
+//! the source after each save how far every read model it feeds has durably saved, so that a
+//! broker is acknowledged only for what a crash cannot lose.
+//!
 //! # Status
 //!
 //! [`status`](DaemonClient::status) gives each read model's checkpoint, the head of the log,
@@ -129,6 +135,7 @@
 
 mod error;
 mod runner;
+mod source;
 mod status;
 mod telemetry;
 #[cfg(test)]
@@ -148,13 +155,14 @@ use crate::codec::CodecId;
 use crate::repository::RetryPolicy;
 use crate::snapshot::ProjectionStore;
 use crate::store::EventStore;
-use crate::subscription::{EventFilter, Subscribe};
+use crate::subscription::Subscribe;
 use crate::types::GlobalPosition;
 
 use super::registry::ErasedProjection;
 use super::{DuplicateProjection, Projection, ProjectionError};
 
 pub use error::DaemonError;
+pub use source::{Feed, LogSource, StoreLog};
 pub use status::{ModelState, Parked, ReadModelStatus, Skipped, MAX_SKIPPED, RECORD_SUFFIX};
 
 use runner::{
@@ -339,7 +347,28 @@ impl DaemonBuilder {
     where
         S: Subscribe + ProjectionStore + 'static,
     {
-        let head = store.last_position().await?;
+        let store = Arc::new(store);
+        self.start_from(StoreLog(Arc::clone(&store)), store).await
+    }
+
+    /// Starts the daemon on a log read from `log` (for example a message broker's copy of a
+    /// store's log), keeping the read models' states, checkpoints and records in `store`.
+    ///
+    /// Everything else is as for [`start`](DaemonBuilder::start); `log` is told, through
+    /// [`LogSource::saved`], how far every read model fed by it has durably saved.
+    ///
+    /// # Errors
+    /// As for [`start`](DaemonBuilder::start), the head being `log`'s last position.
+    pub async fn start_from<L, P>(
+        self,
+        log: L,
+        store: P,
+    ) -> Result<ProjectionDaemon, ProjectionError>
+    where
+        L: LogSource,
+        P: ProjectionStore + 'static,
+    {
+        let head = log.last_position().await?;
         let mut shared_models = Vec::with_capacity(self.models.len());
         let mut runs = Vec::with_capacity(self.models.len());
         for live in self.models {
@@ -362,12 +391,11 @@ impl DaemonBuilder {
             updates: watch::Sender::new(0),
         });
         let (batch_sender, batches) = mpsc::channel(READ_AHEAD);
-        let subscription = store
-            .subscribe(start, EventFilter::all())
-            .with_page_size(self.page_size);
-        let pump = tokio::spawn(runner::pump(subscription, batch_sender));
+        let feed = log.feed(start, self.page_size);
+        let pump = tokio::spawn(runner::pump(feed, batch_sender));
         let (shutdown, shutdown_signal) = watch::channel(false);
         let runner = Runner {
+            log,
             store,
             shared: Arc::clone(&shared),
             runs,
@@ -402,7 +430,7 @@ impl DaemonBuilder {
 
 /// Restores one read model (state, checkpoint, parked record) from `store` for a daemon
 /// starting at `head`.
-async fn restore_model<S: EventStore + ProjectionStore>(
+async fn restore_model<S: ProjectionStore>(
     store: &S,
     mut live: Box<dyn ErasedProjection>,
     head: GlobalPosition,

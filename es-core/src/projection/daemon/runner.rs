@@ -21,10 +21,10 @@ use crate::event::RecordedEvent;
 use crate::projection::registry::ErasedProjection;
 use crate::projection::ProjectionError;
 use crate::snapshot::{ProjectionStore, SavedProjection};
-use crate::store::{EventStore, StoreError};
-use crate::subscription::Subscription;
+use crate::store::StoreError;
 use crate::types::{GlobalPosition, Timestamp};
 
+use super::source::{Feed, LogSource};
 use super::status::{ModelState, Parked, Record, Skipped, MAX_SKIPPED};
 use super::{telemetry, DaemonError};
 use crate::repository::RetryPolicy;
@@ -175,8 +175,11 @@ struct Applied {
 }
 
 /// The daemon's task.
-pub(super) struct Runner<S> {
-    pub(super) store: S,
+pub(super) struct Runner<L, P> {
+    /// Where the log is read.
+    pub(super) log: L,
+    /// Where read models are saved.
+    pub(super) store: P,
     pub(super) shared: Arc<Shared>,
     pub(super) runs: Vec<ModelRun>,
     /// The position of the last batch delivered by the shared subscription.
@@ -185,7 +188,7 @@ pub(super) struct Runner<S> {
     pub(super) last_tick: Instant,
 }
 
-impl<S: EventStore + ProjectionStore> Runner<S> {
+impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
     /// Runs until `shutdown` changes or its sender is dropped, then saves every checkpoint.
     pub(super) async fn run(
         mut self,
@@ -352,11 +355,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
                 self.join(index);
                 continue;
             }
-            let page = match self
-                .store
-                .read_all(checkpoint, self.settings.page_size)
-                .await
-            {
+            let page = match self.log.read_all(checkpoint, self.settings.page_size).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(
@@ -602,7 +601,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
         }
         while after < run.checkpoint {
             let page = self
-                .store
+                .log
                 .read_all(after, self.settings.page_size)
                 .await
                 .map_err(|error| error_text(&error))?;
@@ -678,7 +677,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
         }
         // Exactly that event: it must be the next one after the checkpoint, or events
         // between them would be skipped with it.
-        let next = self.store.read_all(self.runs[index].checkpoint, 1).await?;
+        let next = self.log.read_all(self.runs[index].checkpoint, 1).await?;
         if next.first().map(|event| event.global_position) != Some(position) {
             return Err(DaemonError::SkipMismatch {
                 projection: name,
@@ -718,7 +717,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
 
     /// Every save interval: the store's head, the rates, the gauges, and the checkpoints.
     async fn on_tick(&mut self) {
-        match self.store.last_position().await {
+        match self.log.last_position().await {
             Ok(head) => self.shared.raise_head(head),
             Err(error) => tracing::warn!(
                 error = &error as &dyn std::error::Error,
@@ -756,7 +755,26 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
                 );
             }
         }
+        self.report_saved();
         self.shared.notify();
+    }
+
+    /// Tells the log how far every read model it feeds has durably saved (the lowest saved
+    /// position among them), so that a broker is acknowledged no further than that.
+    fn report_saved(&self) {
+        let floor = self
+            .runs
+            .iter()
+            .filter(|run| matches!(run.mode, Mode::Live))
+            .map(|run| {
+                run.saved
+                    .as_ref()
+                    .map_or(GlobalPosition::START, |saved| saved.position)
+            })
+            .min();
+        if let Some(floor) = floor {
+            self.log.saved(floor);
+        }
     }
 
     /// Saves the state if its checkpoint moved, and the record if it changed.
@@ -854,6 +872,7 @@ impl<S: EventStore + ProjectionStore> Runner<S> {
                 .progress
                 .send_modify(|progress| progress.stopped = true);
         }
+        self.report_saved();
         self.shared.notify();
         outcome
     }
@@ -967,12 +986,12 @@ async fn sleep_until_some(at: Option<Instant>) {
 
 /// Reads the subscription ahead into `batches` until the receiver is gone. A failed read is
 /// passed on as it is (the subscription pauses before reading again, and stays usable).
-pub(super) async fn pump(
-    mut subscription: Subscription,
+pub(super) async fn pump<F: Feed>(
+    mut feed: F,
     batches: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
 ) {
     loop {
-        let batch = subscription.next_batch().await;
+        let batch = feed.next_batch().await;
         if batches.send(batch).await.is_err() {
             return;
         }

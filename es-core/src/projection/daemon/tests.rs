@@ -611,3 +611,93 @@ fn a_read_model_is_registered_once() {
         .unwrap_err();
     assert_eq!(error.name, "steady");
 }
+
+/// A store's log as a separate source that records every `saved` report, and checks each
+/// against what the read models have durably saved at that moment.
+struct Reporting {
+    log: StoreLog<InMemory>,
+    reports: Arc<Mutex<Vec<GlobalPosition>>>,
+}
+
+impl LogSource for Reporting {
+    type Feed = crate::subscription::Subscription;
+
+    fn feed(&self, after: GlobalPosition, page_size: usize) -> Self::Feed {
+        self.log.feed(after, page_size)
+    }
+
+    fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<RecordedEvent>, crate::StoreError>> + Send
+    {
+        self.log.read_all(after, limit)
+    }
+
+    fn last_position(
+        &self,
+    ) -> impl std::future::Future<Output = Result<GlobalPosition, crate::StoreError>> + Send {
+        self.log.last_position()
+    }
+
+    fn saved(&self, position: GlobalPosition) {
+        self.reports.lock().unwrap().push(position);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_log_source_feeds_the_daemon_and_hears_only_durably_saved_positions() {
+    let test = "source";
+    let probe = probe(test);
+    probe.fail_at.store(4, Ordering::SeqCst);
+    // The log in one store, the read models in another: nothing of one leaks into the other.
+    let log = InMemory::new();
+    let models = InMemory::new();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let source = Reporting {
+        log: StoreLog(log.clone()),
+        reports: Arc::clone(&reports),
+    };
+    let daemon = builder(test)
+        .start_from(source, models.clone())
+        .await
+        .unwrap();
+    let written = append(&log, "a", 9).await;
+    daemon
+        .client()
+        .wait_for_model::<Steady>(written, WAIT)
+        .await
+        .unwrap();
+    wait_state(&daemon, Flaky::NAME, ModelState::is_parked).await;
+    // Wait until a save interval has reported the healthy read model's position: the parked
+    // one, which reads the log on its own once resumed, does not hold the report back.
+    tokio::time::timeout(WAIT, async {
+        while reports.lock().unwrap().last() != Some(&written) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the saved position was never reported");
+    let saved = models.load_projection(Steady::NAME).await.unwrap().unwrap();
+    assert!(saved.position >= written);
+    {
+        let reports = reports.lock().unwrap();
+        assert!(
+            reports.windows(2).all(|pair| pair[0] <= pair[1]),
+            "reports never go back: {reports:?}"
+        );
+    }
+    assert!(log.load_projection(Steady::NAME).await.unwrap().is_none());
+
+    // Resumed, the parked read model catches up from the source, not from the model store.
+    probe.fail_at.store(0, Ordering::SeqCst);
+    daemon.resume(Flaky::NAME).await.unwrap();
+    daemon.wait_for(written, WAIT).await.unwrap();
+    assert_eq!(
+        daemon.read(|flaky: &Flaky| flaky.seen.clone()).unwrap(),
+        all(9)
+    );
+    daemon.shutdown().await.unwrap();
+    assert_eq!(reports.lock().unwrap().last(), Some(&written));
+}
