@@ -66,6 +66,8 @@
 pub mod daemon;
 mod error;
 mod registry;
+#[cfg(feature = "sqlite")]
+pub mod table;
 #[cfg(test)]
 mod tests;
 

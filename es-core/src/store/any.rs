@@ -453,6 +453,13 @@ impl ProjectionStore for Store {
     }
 }
 
+#[cfg(feature = "sqlite")]
+impl crate::projection::table::TableStore for Store {
+    fn table_database(&self) -> crate::projection::table::TableDatabase {
+        delegate!(self, store => store.table_database())
+    }
+}
+
 impl Subscribe for Store {
     fn subscribe(&self, after: GlobalPosition, filter: EventFilter) -> Subscription {
         delegate!(self, store => store.subscribe(after, filter))

@@ -33,6 +33,9 @@ pub struct InMemory {
     wakeups: Arc<Wakeups>,
     /// Snapshots found unusable by any repository over this store.
     snapshot_fallbacks: Arc<AtomicU64>,
+    /// Where table read models over this store write: a private in-memory SQLite database.
+    #[cfg(feature = "sqlite")]
+    tables: crate::projection::table::TableDatabase,
 }
 
 #[derive(Default)]
@@ -77,6 +80,8 @@ impl InMemory {
             clock: Arc::new(clock),
             wakeups: Arc::default(),
             snapshot_fallbacks: Arc::default(),
+            #[cfg(feature = "sqlite")]
+            tables: crate::projection::table::TableDatabase::in_memory(),
         }
     }
 
@@ -427,5 +432,13 @@ impl ProjectionStore for InMemory {
 
     fn clock(&self) -> &dyn Clock {
         &*self.clock
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl crate::projection::table::TableStore for InMemory {
+    /// A private in-memory SQLite database, shared by the store's clones and gone with them.
+    fn table_database(&self) -> crate::projection::table::TableDatabase {
+        self.tables.clone()
     }
 }

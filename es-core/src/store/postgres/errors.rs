@@ -49,7 +49,7 @@ pub(super) fn is_write_conflict(error: &tokio_postgres::Error) -> bool {
 }
 
 /// The store error for a failed statement.
-pub(super) fn query_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn query_error(error: tokio_postgres::Error) -> StoreError {
     if is_connection_failure(&error) {
         StoreError::Connection(Box::new(error))
     } else {
@@ -59,7 +59,7 @@ pub(super) fn query_error(error: tokio_postgres::Error) -> StoreError {
 
 /// The store error for a failure to get a connection from the pool: [`StoreError::Closed`]
 /// after [`Postgres::close`](super::Postgres::close), else a connection failure.
-pub(super) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::{PoolError, TimeoutType};
     match error {
         PoolError::Closed => StoreError::Closed,

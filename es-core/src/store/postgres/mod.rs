@@ -97,7 +97,7 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 mod append;
 mod checkout;
-mod errors;
+pub(crate) mod errors;
 mod rows;
 mod schema;
 mod subscriptions;
@@ -858,5 +858,19 @@ impl ProjectionStore for Postgres {
 
     fn clock(&self) -> &dyn Clock {
         &*self.shared.clock
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl crate::projection::table::TableStore for Postgres {
+    /// The store's schema, through the store's connection pool.
+    fn table_database(&self) -> crate::projection::table::TableDatabase {
+        crate::projection::table::TableDatabase::postgres(
+            crate::projection::table::postgres::PostgresBackend::new(
+                self.shared.pool.clone(),
+                self.shared.schema.as_str().to_owned(),
+                self.shared.read_only,
+            ),
+        )
     }
 }

@@ -95,6 +95,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::projection::table::{TableDatabase, TableStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
     check_stream_batches, record_append, record_appends, record_read, AppendOutcome, EventStore,
@@ -297,6 +298,9 @@ pub struct Sqlite {
     subscriptions: Arc<Subscriptions>,
     /// Snapshots found unusable by any repository over this store.
     snapshot_fallbacks: Arc<AtomicU64>,
+    /// Where table read models over this store write (a connection of its own, opened on
+    /// first use).
+    tables: TableDatabase,
 }
 
 impl fmt::Debug for Sqlite {
@@ -400,6 +404,11 @@ impl Sqlite {
             clock: Arc::clone(&options.clock),
             subscriptions,
             snapshot_fallbacks: Arc::default(),
+            tables: TableDatabase::sqlite_file(
+                path.clone(),
+                options.busy_timeout,
+                options.access == Access::ReadOnly,
+            ),
         };
         for opened in readers_opened {
             opened.await.map_err(|_| StoreError::Closed)??;
@@ -687,5 +696,12 @@ impl ProjectionStore for Sqlite {
 
     fn clock(&self) -> &dyn Clock {
         &*self.clock
+    }
+}
+
+impl TableStore for Sqlite {
+    /// The store's own file, through a connection of its own (read-only if the store is).
+    fn table_database(&self) -> TableDatabase {
+        self.tables.clone()
     }
 }
