@@ -17,6 +17,13 @@ pub enum DaemonError {
         /// The name (or type) asked for.
         name: String,
     },
+    /// The read model keeps its state in tables of the store's database, not in memory:
+    /// query its tables.
+    #[error("read model `{projection}` keeps its state in database tables: query them")]
+    InTables {
+        /// The read model's name.
+        projection: &'static str,
+    },
     /// A read model did not reach the position within the timeout.
     #[error(
         "read model `{projection}` did not reach position {requested} within {waited:?} (it is at {reached})"

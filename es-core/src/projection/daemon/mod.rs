@@ -138,6 +138,8 @@ mod runner;
 mod source;
 mod status;
 mod telemetry;
+#[cfg(all(test, feature = "sqlite"))]
+mod table_tests;
 #[cfg(test)]
 mod tests;
 
@@ -159,6 +161,8 @@ use crate::subscription::Subscribe;
 use crate::types::GlobalPosition;
 
 use super::registry::ErasedProjection;
+#[cfg(feature = "sqlite")]
+use super::table::{TableDatabase, TableProjection, TableRunner};
 use super::{DuplicateProjection, Projection, ProjectionError};
 
 pub use error::DaemonError;
@@ -166,7 +170,7 @@ pub use source::{Feed, LogSource, StoreLog};
 pub use status::{ModelState, Parked, ReadModelStatus, Skipped, MAX_SKIPPED, RECORD_SUFFIX};
 
 use runner::{
-    Control, Mode, ModelRun, Progress, Runner, SavedState, Settings, Shared, SharedModel,
+    Control, Kind, Mode, ModelRun, Progress, Runner, SavedState, Settings, Shared, SharedModel,
     StatusCell,
 };
 use status::{record_key, Record};
@@ -185,12 +189,29 @@ const READ_AHEAD: usize = 2;
 /// Configures a [`ProjectionDaemon`]: its read models and settings. Start it with
 /// [`start`](DaemonBuilder::start).
 pub struct DaemonBuilder {
-    models: Vec<Box<dyn ErasedProjection>>,
+    models: Vec<Registered>,
     retry: RetryPolicy,
     save_interval: Duration,
     codec: CodecId,
     page_size: usize,
     clock: Option<Arc<dyn Clock>>,
+}
+
+/// A read model as registered: kept in memory, or in tables.
+enum Registered {
+    Memory(Box<dyn ErasedProjection>),
+    #[cfg(feature = "sqlite")]
+    Table(TableRunner),
+}
+
+impl Registered {
+    fn name(&self) -> &'static str {
+        match self {
+            Registered::Memory(model) => model.name(),
+            #[cfg(feature = "sqlite")]
+            Registered::Table(table) => table.name(),
+        }
+    }
 }
 
 impl Default for DaemonBuilder {
@@ -208,7 +229,7 @@ impl Default for DaemonBuilder {
 
 impl fmt::Debug for DaemonBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<_> = self.models.iter().map(|model| model.name()).collect();
+        let names: Vec<_> = self.models.iter().map(Registered::name).collect();
         f.debug_struct("DaemonBuilder")
             .field("projections", &names)
             .field("retry", &self.retry)
@@ -238,11 +259,43 @@ impl DaemonBuilder {
         &mut self,
         projection: P,
     ) -> Result<&mut Self, DuplicateProjection> {
-        if self.models.iter().any(|model| model.name() == P::NAME) {
-            return Err(DuplicateProjection { name: P::NAME });
-        }
-        self.models.push(Box::new(projection));
+        self.check_unique(P::NAME)?;
+        self.models.push(Registered::Memory(Box::new(projection)));
         Ok(self)
+    }
+
+    /// This builder with the table read model `projection` registered, its tables and
+    /// checkpoint in `database` (usually the store's own:
+    /// [`TableStore::table_database`](crate::projection::table::TableStore::table_database)).
+    ///
+    /// It runs beside the in-memory read models, with the same status, waits, retries,
+    /// parking, resume and skip; each batch is applied in one transaction that also moves its
+    /// checkpoint (see [`projection::table`](crate::projection::table)), so it has nothing to
+    /// save at intervals or at shutdown, and a crash loses nothing it committed. At start its
+    /// tables and checkpoint row are created if missing, and it resumes from its checkpoint.
+    /// [`read`](DaemonClient::read) does not reach it: query its tables.
+    ///
+    /// # Errors
+    /// [`DuplicateProjection`] if a read model of the same name is already registered.
+    #[cfg(feature = "sqlite")]
+    pub fn with_table<T: TableProjection>(
+        mut self,
+        projection: T,
+        database: TableDatabase,
+    ) -> Result<Self, DuplicateProjection> {
+        self.check_unique(T::NAME)?;
+        self.models.push(Registered::Table(TableRunner::new(
+            Arc::new(projection),
+            database,
+        )));
+        Ok(self)
+    }
+
+    fn check_unique(&self, name: &'static str) -> Result<(), DuplicateProjection> {
+        if self.models.iter().any(|model| model.name() == name) {
+            return Err(DuplicateProjection { name });
+        }
+        Ok(())
     }
 
     /// How a failing event is retried before its read model is parked: at most
@@ -290,7 +343,7 @@ impl DaemonBuilder {
 
     /// The names of the registered read models, in registration order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.models.iter().map(|model| model.name())
+        self.models.iter().map(Registered::name)
     }
 
     /// Each registered read model's status as the last daemon that ran it recorded it in
@@ -309,10 +362,14 @@ impl DaemonBuilder {
         let mut statuses = Vec::with_capacity(self.models.len());
         for model in &self.models {
             let name = model.name();
-            let checkpoint = store
-                .load_projection(name)
-                .await?
-                .map_or(GlobalPosition::START, |saved| saved.position);
+            let checkpoint = match model {
+                Registered::Memory(_) => store
+                    .load_projection(name)
+                    .await?
+                    .map_or(GlobalPosition::START, |saved| saved.position),
+                #[cfg(feature = "sqlite")]
+                Registered::Table(table) => table.checkpoint().await?,
+            };
             let saved_record = store.load_projection(&record_key(name)).await?;
             let record = saved_record.as_ref().and_then(Record::from_saved);
             let (state, events_per_second, skipped) = match record {
@@ -432,34 +489,28 @@ impl DaemonBuilder {
 /// starting at `head`.
 async fn restore_model<S: ProjectionStore>(
     store: &S,
-    mut live: Box<dyn ErasedProjection>,
+    registered: Registered,
     head: GlobalPosition,
 ) -> Result<(SharedModel, ModelRun), ProjectionError> {
-    let name = live.name();
-    let pristine = live.fresh();
-    let mut checkpoint = GlobalPosition::START;
-    let mut saved_state = None;
-    if let Some(saved) = store.load_projection(name).await? {
-        match live.restore(saved.codec, &saved.state) {
-            Ok(()) => {
-                checkpoint = saved.position;
-                saved_state = Some(SavedState {
-                    position: saved.position,
-                    codec: saved.codec,
-                    bytes: saved.state,
-                });
-            }
-            Err(error) => {
-                tracing::warn!(
-                    projection = name,
-                    position = %saved.position,
-                    error = &error as &dyn std::error::Error,
-                    "saved read model does not decode; it will be rebuilt from the log"
-                );
-                live.reset();
-            }
+    let name = registered.name();
+    let (kind, pristine, checkpoint, saved_state) = match registered {
+        Registered::Memory(live) => {
+            let pristine = live.fresh();
+            let (live, checkpoint, saved) = restore_memory(store, live).await?;
+            (
+                Kind::Memory(RwLock::new(live)),
+                Some(pristine),
+                checkpoint,
+                saved,
+            )
         }
-    }
+        #[cfg(feature = "sqlite")]
+        Registered::Table(table) => {
+            // Creates the tables and checkpoint row if missing; the checkpoint is durable.
+            let checkpoint = table.prepare(store.clock().now()).await?;
+            (Kind::Table(table), None, checkpoint, None)
+        }
+    };
     if checkpoint > head {
         return Err(ProjectionError::CheckpointAhead {
             projection: name,
@@ -495,7 +546,7 @@ async fn restore_model<S: ProjectionStore>(
     let is_parked = matches!(mode, Mode::Parked { .. });
     let shared_model = SharedModel {
         name,
-        live: RwLock::new(live),
+        kind,
         progress: watch::Sender::new(Progress {
             checkpoint,
             parked: is_parked,
@@ -518,6 +569,46 @@ async fn restore_model<S: ProjectionStore>(
         record_written: None,
     };
     Ok((shared_model, run))
+}
+
+/// An in-memory read model restored from its saved state (if it has one that decodes), with
+/// its checkpoint and that saved state.
+async fn restore_memory<S: ProjectionStore>(
+    store: &S,
+    mut live: Box<dyn ErasedProjection>,
+) -> Result<
+    (
+        Box<dyn ErasedProjection>,
+        GlobalPosition,
+        Option<SavedState>,
+    ),
+    ProjectionError,
+> {
+    let name = live.name();
+    let mut checkpoint = GlobalPosition::START;
+    let mut saved_state = None;
+    if let Some(saved) = store.load_projection(name).await? {
+        match live.restore(saved.codec, &saved.state) {
+            Ok(()) => {
+                checkpoint = saved.position;
+                saved_state = Some(SavedState {
+                    position: saved.position,
+                    codec: saved.codec,
+                    bytes: saved.state,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(
+                    projection = name,
+                    position = %saved.position,
+                    error = &error as &dyn std::error::Error,
+                    "saved read model does not decode; it will be rebuilt from the log"
+                );
+                live.reset();
+            }
+        }
+    }
+    Ok((live, checkpoint, saved_state))
 }
 
 /// A running daemon. See the [module documentation](self).
@@ -742,7 +833,10 @@ impl DaemonClient {
     /// [`DaemonError::NotRegistered`] if no read model of type `P` is registered.
     pub fn read<P: Projection, R>(&self, query: impl FnOnce(&P) -> R) -> Result<R, DaemonError> {
         let index = self.index(P::NAME)?;
-        let live = self.shared.models[index].read();
+        let model = &self.shared.models[index];
+        let live = model.read().ok_or(DaemonError::InTables {
+            projection: model.name,
+        })?;
         let any: &dyn Any = live.as_any();
         let model = any
             .downcast_ref::<P>()
@@ -759,7 +853,9 @@ impl DaemonClient {
     pub fn snapshot<P: Projection>(&self) -> Result<(P, GlobalPosition), DaemonError> {
         let index = self.index(P::NAME)?;
         let model = &self.shared.models[index];
-        let live = model.read();
+        let live = model.read().ok_or(DaemonError::InTables {
+            projection: model.name,
+        })?;
         let checkpoint = model.progress.borrow().checkpoint;
         let copy = live.as_any().downcast_ref::<P>().cloned().ok_or_else(|| {
             DaemonError::NotRegistered {

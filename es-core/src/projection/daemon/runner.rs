@@ -19,6 +19,8 @@ use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::RecordedEvent;
 use crate::projection::registry::ErasedProjection;
+#[cfg(feature = "sqlite")]
+use crate::projection::table::TableRunner;
 use crate::projection::ProjectionError;
 use crate::snapshot::{ProjectionStore, SavedProjection};
 use crate::store::StoreError;
@@ -35,20 +37,65 @@ const CATCH_UP_PAUSE: Duration = Duration::from_millis(500);
 /// What every waiter and reader sees of one read model.
 pub(super) struct SharedModel {
     pub(super) name: &'static str,
-    pub(super) live: RwLock<Box<dyn ErasedProjection>>,
+    pub(super) kind: Kind,
     pub(super) progress: watch::Sender<Progress>,
     pub(super) status: Mutex<StatusCell>,
 }
 
+/// Where a read model's state lives.
+pub(super) enum Kind {
+    /// In memory, behind a lock queries take; saved as a whole every save interval.
+    Memory(RwLock<Box<dyn ErasedProjection>>),
+    /// In tables of the store's database, each batch committed with its checkpoint.
+    #[cfg(feature = "sqlite")]
+    Table(TableRunner),
+}
+
 impl SharedModel {
-    pub(super) fn read(&self) -> RwLockReadGuard<'_, Box<dyn ErasedProjection>> {
-        // Applies run inside `catch_unwind` with the guard held, so a panicking read model
-        // never poisons the lock; a reader's own panic leaves nothing half-written.
-        self.live.read().unwrap_or_else(PoisonError::into_inner)
+    /// The in-memory state, or `None` for a table read model.
+    #[cfg_attr(not(feature = "sqlite"), allow(clippy::unnecessary_wraps))]
+    pub(super) fn read(&self) -> Option<RwLockReadGuard<'_, Box<dyn ErasedProjection>>> {
+        match &self.kind {
+            // Applies run inside `catch_unwind` with the guard held, so a panicking read model
+            // never poisons the lock; a reader's own panic leaves nothing half-written.
+            Kind::Memory(live) => Some(live.read().unwrap_or_else(PoisonError::into_inner)),
+            #[cfg(feature = "sqlite")]
+            Kind::Table(_) => None,
+        }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Box<dyn ErasedProjection>> {
-        self.live.write().unwrap_or_else(PoisonError::into_inner)
+    #[cfg_attr(not(feature = "sqlite"), allow(clippy::unnecessary_wraps))]
+    fn write(&self) -> Option<RwLockWriteGuard<'_, Box<dyn ErasedProjection>>> {
+        match &self.kind {
+            Kind::Memory(live) => Some(live.write().unwrap_or_else(PoisonError::into_inner)),
+            #[cfg(feature = "sqlite")]
+            Kind::Table(_) => None,
+        }
+    }
+
+    /// Puts `state` in place of the in-memory state (nothing for a table read model).
+    fn replace(&self, state: Box<dyn ErasedProjection>) {
+        if let Some(mut live) = self.write() {
+            *live = state;
+        }
+    }
+
+    /// The table read model, if this is one.
+    #[cfg(feature = "sqlite")]
+    fn table(&self) -> Option<&TableRunner> {
+        match &self.kind {
+            Kind::Table(table) => Some(table),
+            Kind::Memory(_) => None,
+        }
+    }
+
+    /// Whether the state is in tables (whose failed batches roll back: nothing to restore).
+    fn is_table(&self) -> bool {
+        match &self.kind {
+            Kind::Memory(_) => false,
+            #[cfg(feature = "sqlite")]
+            Kind::Table(_) => true,
+        }
     }
 
     pub(super) fn status(&self) -> MutexGuard<'_, StatusCell> {
@@ -150,8 +197,9 @@ pub(super) enum Mode {
 
 /// The task's own bookkeeping for one read model.
 pub(super) struct ModelRun {
-    /// The read model as registered, reset: the base to replay into when nothing is saved.
-    pub(super) pristine: Box<dyn ErasedProjection>,
+    /// The read model as registered, reset: the base to replay into when nothing is saved
+    /// (`None` for a table read model).
+    pub(super) pristine: Option<Box<dyn ErasedProjection>>,
     pub(super) checkpoint: GlobalPosition,
     pub(super) mode: Mode,
     pub(super) saved: Option<SavedState>,
@@ -271,6 +319,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
 
     /// Applies a batch from the shared subscription to every live read model.
     async fn on_batch(&mut self, batch: Vec<RecordedEvent>) -> Result<(), ProjectionError> {
+        let batch: Arc<[RecordedEvent]> = batch.into();
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return Ok(());
         };
@@ -288,19 +337,19 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             events = batch.len()
         );
         let mut failures = Vec::new();
-        {
-            let _entered = span.enter();
-            for index in 0..self.runs.len() {
-                if !matches!(self.runs[index].mode, Mode::Live) {
-                    continue;
-                }
-                let applied = self.apply_logged(index, &batch);
-                if let Some((at, error)) = applied.failure {
-                    failures.push((index, batch[at].clone(), error));
-                } else {
-                    let run = &mut self.runs[index];
-                    run.checkpoint = run.checkpoint.max(last);
-                }
+        for index in 0..self.runs.len() {
+            if !matches!(self.runs[index].mode, Mode::Live) {
+                continue;
+            }
+            let applied = self
+                .apply_logged(index, Arc::clone(&batch))
+                .instrument(span.clone())
+                .await;
+            if let Some((at, error)) = applied.failure {
+                failures.push((index, batch[at].clone(), error));
+            } else {
+                let run = &mut self.runs[index];
+                run.checkpoint = run.checkpoint.max(last);
             }
         }
         self.position = last;
@@ -320,7 +369,9 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
     }
 
     /// Applies `events` to one read model inside a span naming it.
-    fn apply_logged(&mut self, index: usize, events: &[RecordedEvent]) -> Applied {
+    async fn apply_logged(&mut self, index: usize, events: Arc<[RecordedEvent]>) -> Applied {
+        #[cfg(feature = "sqlite")]
+        let now = self.now();
         let model = &self.shared.models[index];
         let span = tracing::debug_span!(
             "daemon.apply",
@@ -332,8 +383,19 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             seen = tracing::field::Empty,
             applied = tracing::field::Empty,
         );
-        let _entered = span.enter();
-        let applied = apply_events(model, &mut self.runs[index], events);
+        let applied = match &model.kind {
+            Kind::Memory(live) => {
+                let _entered = span.enter();
+                apply_events(live, &mut self.runs[index], &events)
+            }
+            #[cfg(feature = "sqlite")]
+            Kind::Table(table) => {
+                apply_table(table, &mut self.runs[index], events, now)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        let model = &self.shared.models[index];
         span.record("seen", applied.seen);
         span.record("applied", applied.handled);
         self.runs[index].seen_since_tick += applied.seen;
@@ -381,14 +443,16 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
                 after = checkpoint.get(),
                 events = within
             );
-            let applied = {
-                let _entered = span.enter();
-                self.apply_logged(index, &page[..within])
-            };
+            let complete = within < page.len() || page.is_empty();
+            let page: Arc<[RecordedEvent]> = page.into_iter().take(within).collect();
+            let applied = self
+                .apply_logged(index, Arc::clone(&page))
+                .instrument(span.clone())
+                .await;
             if let Some((at, error)) = applied.failure {
                 let event = page[at].clone();
                 self.on_failure(index, event, error).instrument(span).await;
-            } else if within < page.len() || page.is_empty() {
+            } else if complete {
                 // Nothing else up to the shared position: the log is gap-safe, and the
                 // shared subscription has already delivered that position.
                 self.join(index);
@@ -427,12 +491,18 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             error,
             "a read model failed to apply an event"
         );
+        if self.shared.models[index].is_table() {
+            // The failed batch was rolled back: the tables are as they were before the event.
+            self.after_failure(index, event, error, failures, None);
+            self.save_if_parked(index).await;
+            return;
+        }
         // The failed apply may have changed part of the state: put back the state from before
         // the event (the last saved state plus the events after it, replayed aside) before
         // anyone reads it again or the event is retried.
         let base = match self.restore(index).await {
             Ok(base) => {
-                *self.shared.models[index].write() = base.clone_box();
+                self.shared.models[index].replace(base.clone_box());
                 self.runs[index].suspect = false;
                 Some(base)
             }
@@ -459,7 +529,9 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         failures: u32,
         base: Option<Box<dyn ErasedProjection>>,
     ) {
-        if failures >= self.settings.retry.max_attempts() && base.is_some() {
+        // Parked only from a clean state: restored in memory, or rolled back in the tables.
+        let clean = base.is_some() || self.shared.models[index].is_table();
+        if failures >= self.settings.retry.max_attempts() && clean {
             self.park(index, &event, error, failures);
             return;
         }
@@ -532,11 +604,17 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             else {
                 unreachable!("matched as retrying above");
             };
+            #[cfg(feature = "sqlite")]
+            if let Some(table) = self.shared.models[index].table() {
+                let table = table.clone();
+                self.retry_table(index, &table, event, failures).await;
+                continue;
+            }
             let base = match base {
                 Some(base) => base,
                 None => match self.restore(index).await {
                     Ok(base) => {
-                        *self.shared.models[index].write() = base.clone_box();
+                        self.shared.models[index].replace(base.clone_box());
                         self.runs[index].suspect = false;
                         base
                     }
@@ -555,7 +633,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             let mut candidate = base.clone_box();
             match apply_caught(&mut *candidate, &event) {
                 Ok(()) => {
-                    *self.shared.models[index].write() = candidate;
+                    self.shared.models[index].replace(candidate);
                     let run = &mut self.runs[index];
                     run.checkpoint = event.global_position;
                     run.seen_since_tick += 1;
@@ -586,11 +664,56 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         self.shared.notify();
     }
 
+    /// Tries the failed `event` of table read model `index` again, alone in a transaction.
+    #[cfg(feature = "sqlite")]
+    async fn retry_table(
+        &mut self,
+        index: usize,
+        table: &TableRunner,
+        event: Box<RecordedEvent>,
+        failures: u32,
+    ) {
+        let now = self.now();
+        let events: Arc<[RecordedEvent]> = Arc::from(vec![(*event).clone()]);
+        let applied = apply_table(table, &mut self.runs[index], events, now).await;
+        let name = self.shared.models[index].name;
+        match applied.failure {
+            None => {
+                let run = &mut self.runs[index];
+                run.seen_since_tick += applied.seen;
+                run.mode = Mode::CatchingUp { not_before: None };
+                tracing::info!(
+                    projection = name,
+                    position = event.global_position.get(),
+                    failures,
+                    "the retried event applied"
+                );
+                self.refresh_state(index);
+                self.publish(index);
+            }
+            Some((_, error)) => {
+                telemetry::apply_failed(name);
+                tracing::warn!(
+                    projection = name,
+                    position = event.global_position.get(),
+                    failures = failures + 1,
+                    error,
+                    "the retried event failed again"
+                );
+                self.after_failure(index, *event, error, failures + 1, None);
+                self.save_if_parked(index).await;
+            }
+        }
+    }
+
     /// The read model as it was at its checkpoint, rebuilt aside from its last saved state
     /// (or from scratch) and the log.
     async fn restore(&self, index: usize) -> Result<Box<dyn ErasedProjection>, String> {
         let run = &self.runs[index];
-        let mut base = run.pristine.clone_box();
+        let Some(pristine) = &run.pristine else {
+            return Err("a table read model has no state in memory to restore".to_owned());
+        };
+        let mut base = pristine.clone_box();
         let mut after = GlobalPosition::START;
         if let Some(saved) = &run.saved {
             if saved.position <= run.checkpoint {
@@ -697,6 +820,13 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             event_type = skipped.event_type,
             "event skipped by request"
         );
+        // A table read model's checkpoint moves in its own table, past exactly that event.
+        #[cfg(feature = "sqlite")]
+        if let Some(table) = self.shared.models[index].table() {
+            table
+                .skip_to(self.runs[index].checkpoint, position, self.now())
+                .await?;
+        }
         {
             let mut status = self.shared.models[index].status();
             status.skipped.push(skipped);
@@ -765,11 +895,17 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         let floor = self
             .runs
             .iter()
-            .filter(|run| matches!(run.mode, Mode::Live))
-            .map(|run| {
-                run.saved
-                    .as_ref()
-                    .map_or(GlobalPosition::START, |saved| saved.position)
+            .zip(&self.shared.models)
+            .filter(|(run, _)| matches!(run.mode, Mode::Live))
+            .map(|(run, model)| {
+                if model.is_table() {
+                    // Committed with every batch.
+                    run.checkpoint
+                } else {
+                    run.saved
+                        .as_ref()
+                        .map_or(GlobalPosition::START, |saved| saved.position)
+                }
             })
             .min();
         if let Some(floor) = floor {
@@ -798,18 +934,22 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
     /// Saves the read model's state and checkpoint (unless its state may be damaged).
     async fn save_state(&mut self, index: usize) -> Result<(), ProjectionError> {
         let run = &self.runs[index];
-        if run.suspect {
-            return Ok(());
-        }
         let model = &self.shared.models[index];
         let codec = self.settings.codec;
-        let bytes = model
-            .read()
-            .encode(codec)
-            .map_err(|source| ProjectionError::Encode {
-                projection: model.name,
-                source,
-            })?;
+        let bytes = {
+            // A table read model's checkpoint is committed with its rows: nothing to save.
+            let Some(live) = model.read() else {
+                return Ok(());
+            };
+            if run.suspect {
+                return Ok(());
+            }
+            live.encode(codec)
+                .map_err(|source| ProjectionError::Encode {
+                    projection: model.name,
+                    source,
+                })?
+        };
         let position = run.checkpoint;
         self.store
             .save_projection(SavedProjection {
@@ -925,13 +1065,17 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
 
 /// Applies the events after the read model's checkpoint, in order, advancing it; stops at the
 /// first failure, with the checkpoint just before the failing event.
-fn apply_events(model: &SharedModel, run: &mut ModelRun, events: &[RecordedEvent]) -> Applied {
+fn apply_events(
+    live: &RwLock<Box<dyn ErasedProjection>>,
+    run: &mut ModelRun,
+    events: &[RecordedEvent],
+) -> Applied {
     let mut applied = Applied {
         seen: 0,
         handled: 0,
         failure: None,
     };
-    let mut live = model.write();
+    let mut live = live.write().unwrap_or_else(PoisonError::into_inner);
     for (index, event) in events.iter().enumerate() {
         let position = event.global_position;
         if position <= run.checkpoint {
@@ -948,6 +1092,38 @@ fn apply_events(model: &SharedModel, run: &mut ModelRun, events: &[RecordedEvent
         applied.seen += 1;
     }
     applied
+}
+
+/// Applies the events after the table read model's checkpoint in one transaction with its
+/// checkpoint; on a failure the events before the failing one are committed, and the
+/// checkpoint stops right before it. A database failure counts as a failure of the first
+/// event after the checkpoint (nothing was committed).
+#[cfg(feature = "sqlite")]
+async fn apply_table(
+    table: &TableRunner,
+    run: &mut ModelRun,
+    events: Arc<[RecordedEvent]>,
+    now: Timestamp,
+) -> Applied {
+    let checkpoint = run.checkpoint;
+    match table.apply_batch(checkpoint, Arc::clone(&events), now).await {
+        Ok(outcome) => {
+            run.checkpoint = outcome.checkpoint;
+            Applied {
+                seen: outcome.seen,
+                handled: outcome.handled,
+                failure: outcome.failure,
+            }
+        }
+        Err(error) => Applied {
+            seen: 0,
+            handled: 0,
+            failure: events
+                .iter()
+                .position(|event| event.global_position > checkpoint)
+                .map(|at| (at, error_text(&error))),
+        },
+    }
 }
 
 /// `apply`, with a panic turned into an error.

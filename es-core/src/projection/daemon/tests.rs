@@ -78,8 +78,8 @@ impl Projection for Flaky {
 
 /// Counts events per stream; never fails.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Steady {
-    seen: Vec<u64>,
+pub(super) struct Steady {
+    pub(super) seen: Vec<u64>,
 }
 
 impl Projection for Steady {
@@ -108,7 +108,7 @@ fn event(kind: &str) -> NewEvent {
 }
 
 /// Appends `count` single-event batches to stream `id`; the last position.
-async fn append(store: &InMemory, id: &str, count: usize) -> GlobalPosition {
+pub(super) async fn append(store: &InMemory, id: &str, count: usize) -> GlobalPosition {
     let stream = StreamId::new("thing", id);
     let mut last = GlobalPosition::START;
     for _ in 0..count {
@@ -141,7 +141,7 @@ fn builder(test: &str) -> DaemonBuilder {
         .with_save_interval(Duration::from_millis(20))
 }
 
-fn all(to: u64) -> Vec<u64> {
+pub(super) fn all(to: u64) -> Vec<u64> {
     (1..=to).collect()
 }
 

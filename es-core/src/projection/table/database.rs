@@ -337,6 +337,18 @@ pub(crate) fn create_checkpoint(sql: &mut dyn Sql, name: &str, now: i64) -> Resu
     Ok(())
 }
 
+/// Whether the checkpoint table exists (in the store's schema, on PostgreSQL).
+pub(crate) fn checkpoint_table_exists(sql: &mut dyn Sql) -> Result<bool, SqlError> {
+    let statement = match sql.dialect() {
+        Dialect::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1",
+        Dialect::Postgres => {
+            "SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+    };
+    Ok(sql.query_optional(statement, &[CHECKPOINT_TABLE.into()])?.is_some())
+}
+
 /// The read model's checkpoint (`None`: it has no row).
 pub(crate) fn read_checkpoint(sql: &mut dyn Sql, name: &str) -> Result<Option<u64>, SqlError> {
     match sql.query_optional(READ_CHECKPOINT, &[name.into()])? {

@@ -178,7 +178,7 @@ impl<P: TableProjection> Tables<P> {
     /// names (they must be plain lowercase identifiers) or its `CREATE TABLE` statements.
     pub async fn open(projection: P, database: TableDatabase) -> Result<Self, ProjectionError> {
         let projection = Arc::new(projection);
-        let runner = TableRunner::new(Arc::clone(&projection) as Arc<dyn ErasedTable>, database)?;
+        let runner = TableRunner::new(Arc::clone(&projection) as Arc<dyn ErasedTable>, database);
         runner.prepare(Timestamp::now()).await?;
         Ok(Tables { projection, runner })
     }

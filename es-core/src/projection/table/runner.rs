@@ -5,8 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::database::{
-    advance_checkpoint, create_checkpoint, panic_text, read_checkpoint, set_checkpoint,
-    TableDatabase,
+    advance_checkpoint, checkpoint_table_exists, create_checkpoint, panic_text, read_checkpoint,
+    set_checkpoint, TableDatabase,
 };
 use super::sql::{is_plain_identifier, Sql, SqlError};
 use super::{CheckpointMoved, TableProjection};
@@ -95,24 +95,26 @@ pub(crate) struct TableRunner {
 }
 
 impl TableRunner {
-    /// Checks the read model's table names.
-    pub(crate) fn new(
-        model: Arc<dyn ErasedTable>,
-        database: TableDatabase,
-    ) -> Result<Self, StoreError> {
-        if let Some(bad) = model
+    pub(crate) fn new(model: Arc<dyn ErasedTable>, database: TableDatabase) -> Self {
+        TableRunner { model, database }
+    }
+
+    /// Refuses table names that are not plain identifiers (they go into statements).
+    fn check_names(&self) -> Result<(), StoreError> {
+        match self
+            .model
             .tables()
             .iter()
             .find(|table| !is_plain_identifier(table))
         {
-            return Err(StoreError::Config(format!(
+            Some(bad) => Err(StoreError::Config(format!(
                 "table read model `{}`: `{}` is not a plain table name (lowercase letters, \
                  digits and `_`, not starting with a digit)",
-                model.name(),
+                self.model.name(),
                 bad.escape_debug()
-            )));
+            ))),
+            None => Ok(()),
         }
-        Ok(TableRunner { model, database })
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -125,6 +127,7 @@ impl TableRunner {
 
     /// Creates the tables and the checkpoint row if missing; returns the checkpoint.
     pub(crate) async fn prepare(&self, now: Timestamp) -> Result<GlobalPosition, StoreError> {
+        self.check_names()?;
         let model = Arc::clone(&self.model);
         let created = self
             .database
@@ -143,7 +146,14 @@ impl TableRunner {
         let name = self.model.name();
         let checkpoint = self
             .database
-            .read(move |sql| read_checkpoint(sql, name))
+            .read(move |sql| {
+                // A read model that never ran (and a store that never had one) has no table.
+                if checkpoint_table_exists(sql)? {
+                    read_checkpoint(sql, name)
+                } else {
+                    Ok(None)
+                }
+            })
             .await?;
         Ok(GlobalPosition(checkpoint.unwrap_or(0)))
     }
@@ -305,6 +315,7 @@ impl TableRunner {
     where
         S: EventStore + Clone + 'static,
     {
+        self.check_names()?;
         let model = Arc::clone(&self.model);
         let handle = tokio::runtime::Handle::current();
         let rebuilt = self

@@ -195,7 +195,7 @@ async fn a_panicking_apply_is_a_failure_that_rolls_back() {
 async fn two_writers_of_one_read_model_never_apply_a_batch_twice() {
     let store = InMemory::new();
     append(&store, "a", &["X", "X"]).await;
-    let runner = TableRunner::new(Arc::new(Ledger), store.table_database()).unwrap();
+    let runner = TableRunner::new(Arc::new(Ledger), store.table_database());
     runner.prepare(Timestamp::now()).await.unwrap();
     let batch: Arc<[RecordedEvent]> = store
         .read_all(GlobalPosition::START, 10)
