@@ -369,6 +369,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
     }
 
     /// Applies `events` to one read model inside a span naming it.
+    #[cfg_attr(not(feature = "sqlite"), allow(clippy::unused_async))]
     async fn apply_logged(&mut self, index: usize, events: Arc<[RecordedEvent]>) -> Applied {
         #[cfg(feature = "sqlite")]
         let now = self.now();
