@@ -63,14 +63,15 @@ async fn idempotent_one_batch_raced_into_many_streams_is_stored_once() {
     assert_eq!(log.len(), 4 * 3, "one copy of each batch");
 }
 
-/// Turns the store in `schema` into one of schema version 1: version 2 without the unique
-/// constraint on event ids.
+/// Turns the store in `schema` into one of schema version 1: the current one without the
+/// unique constraint on event ids (version 2) and the `leases` table (version 3).
 async fn make_schema_1(schema: &TestSchema) {
     schema
         .raw()
         .await
         .batch_execute(&format!(
             "ALTER TABLE \"{0}\".events DROP CONSTRAINT events_event_id_key;
+             DROP TABLE \"{0}\".leases;
              UPDATE \"{0}\".meta SET value = '1' WHERE key = 'schema_version';",
             schema.name()
         ))
@@ -111,7 +112,7 @@ async fn idempotent_ids_schema_1_store_is_upgraded_on_connect() {
     assert_eq!(schema_version(&schema).await, "1");
 
     let store: Postgres = schema.store().await;
-    assert_eq!(schema_version(&schema).await, "2");
+    assert_eq!(schema_version(&schema).await, "3");
     assert_eq!(
         store
             .append(&order, ExpectedVersion::NoStream, batch.clone())
@@ -180,7 +181,7 @@ async fn idempotent_ids_upgrade_refuses_a_store_holding_an_id_twice() {
         StoreError::Migration {
             from, to, reason, ..
         } => {
-            assert_eq!((*from, *to), (1, 2));
+            assert_eq!((*from, *to), (1, 3));
             assert!(reason.contains(&twice.to_string()), "{reason}");
             assert!(reason.contains("2 copies"), "{reason}");
         }

@@ -153,7 +153,7 @@ async fn connecting_creates_the_schema_once_even_from_many_nodes_at_once() {
         meta,
         [
             ("format".to_owned(), "es-core event store".to_owned()),
-            ("schema_version".to_owned(), "2".to_owned())
+            ("schema_version".to_owned(), "3".to_owned())
         ]
     );
 }
@@ -182,7 +182,7 @@ async fn a_store_written_by_a_newer_release_is_refused() {
             error,
             StoreError::NewerSchema {
                 found: 7,
-                supported: 2
+                supported: 3
             }
         ),
         "{error:?}"

@@ -137,7 +137,7 @@ async fn a_store_of_a_newer_schema_is_refused_and_untouched() {
     match refused(&path).await {
         StoreError::NewerSchema { found, supported } => {
             assert_eq!(found, 7);
-            assert_eq!(supported, 2);
+            assert_eq!(supported, 3);
         }
         other => panic!("expected NewerSchema, got {other:?}"),
     }

@@ -11,7 +11,8 @@ use es_core::{EventStore, ExpectedVersion, NewEvent, StoreError, StreamId, Versi
 use sqlite_support::{file_names, json_event, raw_connection, temporary_store_path};
 
 /// Writes a store of schema version 1 at `path` holding `events` in `stream`: the layout of
-/// version 1 is version 2 without the unique index on event ids.
+/// version 1 is the current one without the unique index on event ids (version 2) and the
+/// `leases` table (version 3).
 async fn schema_1_store(path: &Path, stream: &StreamId, events: Vec<NewEvent>) {
     let store = Sqlite::open(path).await.unwrap();
     store
@@ -22,6 +23,7 @@ async fn schema_1_store(path: &Path, stream: &StreamId, events: Vec<NewEvent>) {
     let raw = raw_connection(path);
     raw.execute_batch(
         "DROP INDEX events_by_event_id;
+         DROP TABLE leases;
          UPDATE meta SET value = 1 WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -71,7 +73,7 @@ async fn idempotent_ids_schema_1_store_is_upgraded_on_open() {
         "{error:?}"
     );
     store.close().await;
-    assert_eq!(schema_version(&path), 2);
+    assert_eq!(schema_version(&path), 3, "upgraded to the newest version");
     // The index is in the file itself, so even a raw insert cannot repeat an id.
     let raw = raw_connection(&path);
     let copied = raw.execute(
@@ -112,7 +114,7 @@ async fn idempotent_ids_upgrade_refuses_a_store_holding_an_id_twice_and_leaves_i
         StoreError::Migration {
             from, to, reason, ..
         } => {
-            assert_eq!((*from, *to), (1, 2));
+            assert_eq!((*from, *to), (1, 3));
             assert!(
                 reason.contains(&twice.simple().to_string().to_uppercase()),
                 "the reason names the id stored twice: {reason}"

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod codec;
 pub mod command;
 pub mod event;
+pub mod lease;
 pub mod projection;
 pub mod repository;
 pub mod schema;
@@ -25,6 +26,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
 pub use command::CommandId;
 pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
+pub use lease::{Fence, Lease, LeaseStore};
 pub use projection::daemon::{DaemonClient, ProjectionDaemon};
 pub use projection::{
     AsOf, CatchUpReport, DuplicateProjection, HistoricalView, InfallibleProjection, Progress,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{CodecError, CodecId};
+use crate::lease::Fence;
 use crate::store::StoreError;
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
@@ -206,13 +207,38 @@ pub struct SavedProjection {
 ///
 /// # Contract
 /// `save_projection` atomically replaces the named projection's state and position;
-/// `load_projection` returns the last saved one, bytes unchanged.
+/// `load_projection` returns the last saved one, bytes unchanged. `save_projection_fenced`
+/// does the same only while `fence` matches its lease's current token, checked in the same
+/// transaction as the write; otherwise it writes nothing and fails with
+/// [`StoreError::Fenced`].
 pub trait ProjectionStore: Send + Sync {
     /// Saves (replaces) a projection's state and checkpoint.
     fn save_projection(
         &self,
         saved: SavedProjection,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Saves (replaces) a projection's state and checkpoint if the writer still holds the lease
+    /// of `fence` with its token, checked in the same transaction as the write (see
+    /// [`lease`](crate::lease)).
+    ///
+    /// Every store of this crate implements it; a projection store without leases keeps this
+    /// default, which refuses with [`StoreError::Config`] and writes nothing (a fenced write
+    /// is never made without its check).
+    ///
+    /// # Errors
+    /// [`StoreError::Fenced`] when the lease moved on (nothing is written), and the errors of
+    /// [`save_projection`](ProjectionStore::save_projection).
+    fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &Fence,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (saved, fence);
+        std::future::ready(Err(StoreError::Config(
+            "this projection store keeps no leases, so it cannot make fenced writes".to_owned(),
+        )))
+    }
 
     /// The last saved state of the projection called `name`, if any.
     fn load_projection(
@@ -262,6 +288,14 @@ macro_rules! forward {
                 saved: SavedProjection,
             ) -> impl Future<Output = Result<(), StoreError>> + Send {
                 (**self).save_projection(saved)
+            }
+
+            fn save_projection_fenced(
+                &self,
+                saved: SavedProjection,
+                fence: &Fence,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                (**self).save_projection_fenced(saved, fence)
             }
 
             fn load_projection(

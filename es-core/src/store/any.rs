@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::event::{NewEvent, RecordedEvent};
+use crate::lease::{Fence, Lease, LeaseStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
     AppendOutcome, EventStore, ExpectedVersion, InMemory, StoreError, StreamBatch, VersionRange,
@@ -19,7 +21,8 @@ use crate::store::sqlite::{Sqlite, SqliteOptions};
 
 /// Any store of this crate, opened from a URL: `memory`, `sqlite:PATH` or `postgres://...`.
 ///
-/// It is an [`EventStore`], a [`SnapshotStore`], a [`ProjectionStore`] and [`Subscribe`]s, like
+/// It is an [`EventStore`], a [`SnapshotStore`], a [`ProjectionStore`], a [`LeaseStore`] and
+/// [`Subscribe`]s, like
 /// each store it wraps, so one build of an application runs on any of them, chosen by
 /// configuration (the stores' traits have `async fn`s, so `dyn EventStore` is not an option).
 /// A store configured in code converts with `From` (`Store::from(sqlite)`).
@@ -444,6 +447,14 @@ impl ProjectionStore for Store {
         delegate!(self, store => store.save_projection(saved).await)
     }
 
+    async fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        delegate!(self, store => store.save_projection_fenced(saved, fence).await)
+    }
+
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
         delegate!(self, store => store.load_projection(name).await)
     }
@@ -457,6 +468,29 @@ impl ProjectionStore for Store {
 impl crate::projection::table::TableStore for Store {
     fn table_database(&self) -> crate::projection::table::TableDatabase {
         delegate!(self, store => store.table_database())
+    }
+}
+
+impl LeaseStore for Store {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        delegate!(self, store => store.try_acquire(name, holder, ttl).await)
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        delegate!(self, store => store.renew(lease, ttl).await)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
+        delegate!(self, store => store.release(lease).await)
+    }
+
+    async fn load_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        delegate!(self, store => store.load_lease(name).await)
     }
 }
 

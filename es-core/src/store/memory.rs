@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::lease::{check_acquire, check_token, lease_micros, Fence, Lease, LeaseRow, LeaseStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
     check_batch_ids, check_stream_batches, match_stored_batch, match_stored_batches, record_append,
@@ -48,6 +50,7 @@ struct Inner {
     ids: HashMap<Uuid, usize>,
     snapshots: HashMap<StreamId, Snapshot>,
     projections: HashMap<String, SavedProjection>,
+    leases: HashMap<String, LeaseRow>,
 }
 
 impl Default for InMemory {
@@ -426,6 +429,17 @@ impl ProjectionStore for InMemory {
         Ok(())
     }
 
+    async fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        check_token(fence, inner.leases.get(&fence.lease).map(|row| row.token))?;
+        inner.projections.insert(saved.name.clone(), saved);
+        Ok(())
+    }
+
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
         Ok(self.lock().projections.get(name).cloned())
     }
@@ -440,5 +454,60 @@ impl crate::projection::table::TableStore for InMemory {
     /// A private in-memory SQLite database, shared by the store's clones and gone with them.
     fn table_database(&self) -> crate::projection::table::TableDatabase {
         self.tables.clone()
+    }
+}
+
+/// Leases in memory, timed by the store's clock: for several workers in one process.
+impl LeaseStore for InMemory {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let ttl_micros = check_acquire(name, holder, ttl)?;
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let Some((row, lease)) =
+            LeaseRow::acquire(inner.leases.get_mut(name), name, holder, now, ttl_micros)
+        else {
+            return Ok(None);
+        };
+        inner.leases.insert(name.to_owned(), row);
+        Ok(Some(lease))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let ttl_micros = lease_micros(ttl)?;
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        match inner.leases.get_mut(&lease.name) {
+            Some(row) if row.is_granted_to(lease) => {
+                row.expires_at = now.saturating_add_micros(ttl_micros);
+                Ok(Some(row.to_lease(&lease.name)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.leases.get_mut(&lease.name) {
+            Some(row) if row.is_granted_to(lease) => {
+                row.holder.clear();
+                row.expires_at = Timestamp::from_micros(i64::MIN);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn load_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        Ok(self
+            .lock()
+            .leases
+            .get(name)
+            .filter(|row| !row.holder.is_empty())
+            .map(|row| row.to_lease(name)))
     }
 }

@@ -343,6 +343,21 @@ pub enum StoreError {
         /// The path, URL or name of the store.
         location: String,
     },
+    /// A write carried the [`Fence`](crate::lease::Fence) of a lease that has moved on (taken
+    /// by another holder, or released): the writer no longer holds it, and nothing was
+    /// written. The writer must stop working under that lease.
+    #[error(
+        "write fenced off: lease `{lease}` is no longer held with token {token} (its token is now {})",
+        match .current { Some(token) => token.to_string(), None => "none: never granted".to_owned() }
+    )]
+    Fenced {
+        /// The lease the write was made under.
+        lease: String,
+        /// The token the write carried.
+        token: u64,
+        /// The lease's token now (`None`: the lease was never granted).
+        current: Option<u64>,
+    },
     /// Any other failure of the storage backend.
     #[error("event store backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -365,6 +380,13 @@ impl StoreError {
             StoreError::Conflicts(conflicts) => conflicts.as_slice(),
             _ => &[],
         }
+    }
+
+    /// Whether a write was refused because its writer's lease moved on
+    /// ([`StoreError::Fenced`]).
+    #[must_use]
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced { .. })
     }
 
     /// The conflict, if this is one.

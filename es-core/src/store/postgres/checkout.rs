@@ -54,6 +54,13 @@ impl Checkout {
             .expect("a checkout holds its client until it is released or dropped")
     }
 
+    /// The connection, to open a transaction on.
+    pub(super) fn client_mut(&mut self) -> &mut Object {
+        self.client
+            .as_mut()
+            .expect("a checkout holds its client until it is released or dropped")
+    }
+
     /// Runs one round trip on this connection, bounded by the statement timeout.
     ///
     /// # Errors

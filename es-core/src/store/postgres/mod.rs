@@ -20,9 +20,10 @@
 //!
 //! # Layout
 //!
-//! Connecting creates (once, under an advisory lock, so many nodes may connect at once) four
-//! tables in the configured schema: `events`, `snapshots`, `projections` and `meta`, which
-//! records the schema version; a store written by a newer release is refused with
+//! Connecting creates (once, under an advisory lock, so many nodes may connect at once) five
+//! tables in the configured schema: `events`, `snapshots`, `projections`, `leases` (see
+//! [`lease`](crate::lease): expiry by the server's clock) and `meta`, which records the schema
+//! version; a store written by a newer release is refused with
 //! [`StoreError::NewerSchema`]. The schema name must be a plain lowercase identifier; every
 //! value goes to the server as a bound parameter. Every table and column, and what other
 //! tools may read, is in `docs/storage.md` in the repository.
@@ -88,6 +89,7 @@ use tokio_postgres::NoTls;
 
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::lease::Fence;
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
     record_append, record_appends, record_read, AppendOutcome, EventStore, ExpectedVersion,
@@ -98,6 +100,7 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 mod append;
 mod checkout;
 pub(crate) mod errors;
+pub(crate) mod lease;
 mod rows;
 mod schema;
 mod subscriptions;
@@ -843,6 +846,18 @@ impl ProjectionStore for Postgres {
             )
             .await?;
         Ok(())
+    }
+
+    async fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        self.shared.check_writable()?;
+        check_text("projection name", &saved.name)?;
+        check_text("lease name", &fence.lease)?;
+        let position = to_stored_bigint(saved.position.get(), "projection position")?;
+        self.save_projection_under(&saved, position, fence).await
     }
 
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {

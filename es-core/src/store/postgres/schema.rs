@@ -12,8 +12,13 @@ use super::errors::query_error;
 use crate::store::StoreError;
 
 /// The newest schema version this release reads and writes. Version 2 made event ids unique
-/// (the constraint [`EVENT_ID_CONSTRAINT`]); a store of version 1 is upgraded on connect.
-pub(super) const SCHEMA_VERSION: u32 = 2;
+/// (the constraint [`EVENT_ID_CONSTRAINT`]), version 3 added the `leases` table; an older store
+/// is upgraded on connect.
+pub(super) const SCHEMA_VERSION: u32 = 3;
+
+/// The microseconds since the Unix epoch by the database server's clock: leases expire by it
+/// alone, so the nodes' clocks may differ.
+const SERVER_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
 /// The unique constraint on `events.event_id` (schema version 2).
 pub(super) const EVENT_ID_CONSTRAINT: &str = "events_event_id_key";
@@ -21,7 +26,7 @@ pub(super) const EVENT_ID_CONSTRAINT: &str = "events_event_id_key";
 /// The value of the `format` row of the `meta` table, which marks a schema as an event store.
 const FORMAT: &str = "es-core event store";
 
-/// The tables of schema versions 1 and 2.
+/// The tables of every schema version (version 3 adds `leases`).
 const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
 
 /// A validated PostgreSQL schema name: 1 to 63 bytes of `a-z`, `0-9` and `_`, not starting
@@ -146,6 +151,16 @@ pub(super) struct Sql {
     pub save_projection: String,
     /// `$1` the projection name.
     pub load_projection: String,
+    /// `$1` name, `$2` holder, `$3` lease time in microseconds: grants a free lease, raising
+    /// its token; returns `token, expires_at`, or no row when it is held.
+    pub acquire_lease: String,
+    /// `$1` name, `$2` holder, `$3` token, `$4` lease time: extends a held lease; returns
+    /// `expires_at`, or no row when it was lost.
+    pub renew_lease: String,
+    /// `$1` name, `$2` holder, `$3` token: releases a held lease (the token stays).
+    pub release_lease: String,
+    /// `$1` name: `holder, token, expires_at`.
+    pub load_lease: String,
 }
 
 /// The snapshot upserts for the quoted schema `s`: the one that keeps a newer stored snapshot,
@@ -245,6 +260,25 @@ impl Sql {
             load_projection: format!(
                 "SELECT position, codec, state, saved_at FROM {s}.projections WHERE name = $1"
             ),
+            acquire_lease: format!(
+                "INSERT INTO {s}.leases AS held (name, holder, token, expires_at)
+                 VALUES ($1, $2, 1, {SERVER_NOW} + $3)
+                 ON CONFLICT (name) DO UPDATE
+                 SET holder = excluded.holder, token = held.token + 1,
+                     expires_at = excluded.expires_at
+                 WHERE held.holder = '' OR held.expires_at <= {SERVER_NOW}
+                 RETURNING token, expires_at"
+            ),
+            renew_lease: format!(
+                "UPDATE {s}.leases SET expires_at = {SERVER_NOW} + $4
+                 WHERE name = $1 AND holder = $2 AND token = $3 AND holder <> ''
+                 RETURNING expires_at"
+            ),
+            release_lease: format!(
+                "UPDATE {s}.leases SET holder = '', expires_at = -9223372036854775808
+                 WHERE name = $1 AND holder = $2 AND token = $3 AND holder <> ''"
+            ),
+            load_lease: format!("SELECT holder, token, expires_at FROM {s}.leases WHERE name = $1"),
         }
     }
 }
@@ -410,7 +444,25 @@ fn create_tables(schema: &SchemaName) -> String {
              codec smallint NOT NULL,
              state bytea NOT NULL,
              saved_at bigint NOT NULL
-         );"
+         );
+         {}",
+        create_leases(&s)
+    )
+}
+
+/// The lease table (schema version 3) in the quoted schema `s`: one row per lease ever
+/// granted, never deleted, so its fencing token only grows.
+fn create_leases(s: &str) -> String {
+    format!(
+        "CREATE TABLE {s}.leases (
+             name text PRIMARY KEY,
+             holder text NOT NULL,
+             token bigint NOT NULL CHECK (token > 0),
+             expires_at bigint NOT NULL
+         );
+         COMMENT ON COLUMN {s}.leases.expires_at IS
+             'microseconds since the Unix epoch, UTC, by the database server''s clock';
+         COMMENT ON COLUMN {s}.leases.holder IS 'empty once released';"
     )
 }
 
@@ -592,6 +644,7 @@ async fn stored_version(
 /// 1 → 2: event ids become unique. If some id is stored twice already, the upgrade is
 /// refused with [`StoreError::Migration`] naming (a few of) them. Adding the constraint
 /// builds its index under a lock that blocks writes to `events` until the upgrade commits.
+/// 2 → 3: the `leases` table is created.
 async fn upgrade(
     transaction: &Transaction<'_>,
     schema: &SchemaName,
@@ -641,6 +694,12 @@ async fn upgrade(
             .batch_execute(&format!(
                 "ALTER TABLE {s}.events ADD CONSTRAINT {EVENT_ID_CONSTRAINT} UNIQUE (event_id)"
             ))
+            .await
+            .map_err(query_error)?;
+    }
+    if from < 3 {
+        transaction
+            .batch_execute(&create_leases(&s))
             .await
             .map_err(query_error)?;
     }

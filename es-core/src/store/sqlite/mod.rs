@@ -27,7 +27,8 @@
 //!
 //! # The file
 //!
-//! Tables `events`, `snapshots`, `projections` and `meta` (which records the schema version);
+//! Tables `events`, `snapshots`, `projections`, `leases` and `meta` (which records the schema
+//! version);
 //! the database header carries the application id `0x45765374` (`EvSt`). Metadata is stored as
 //! JSON text, so it can be read, and queried with SQLite's JSON functions, without this crate.
 //! Timestamps are integer microseconds since the Unix epoch. Every table and column, and what
@@ -41,8 +42,9 @@
 //! refused without blocking, and a store whose file is truncated or damaged is
 //! [`StoreError::Corrupt`]. Several processes may create one new store at once.
 //!
-//! Event ids are unique in the file (a unique index, schema version 2). A store of schema
-//! version 1 is upgraded when it is opened, in one transaction: the index is built and the
+//! Event ids are unique in the file (a unique index, schema version 2); leases live in the
+//! `leases` table (schema version 3, see [`lease`](crate::lease)). An older store is upgraded
+//! when it is opened, in one transaction: the index is built, the table created and the
 //! version bumped. If the file already holds an event id twice (a retry of an earlier release
 //! stored a batch twice), the upgrade is refused with [`StoreError::Migration`] naming the
 //! ids, and the file is left exactly as it was, still usable by the release that wrote it.
@@ -95,6 +97,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::lease::{check_acquire, lease_micros, Fence, Lease, LeaseStore};
 use crate::projection::table::{TableDatabase, TableStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
@@ -103,6 +106,7 @@ use crate::store::{
 };
 use crate::types::{GlobalPosition, StreamId, Timestamp};
 
+pub(crate) mod lease;
 mod preflight;
 mod reader;
 mod rows;
@@ -112,7 +116,7 @@ mod writer;
 
 use reader::Job;
 use subscriptions::Subscriptions;
-use writer::{Append, AppendStreams, Command, PreparedEvent, Request};
+use writer::{Append, AppendStreams, Command, LeaseChange, PreparedEvent, Request};
 
 /// The most read connections (and reader threads) a store opens.
 const MAX_READ_CONNECTIONS: usize = 1024;
@@ -684,8 +688,26 @@ impl SnapshotStore for Sqlite {
 
 impl ProjectionStore for Sqlite {
     async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
-        self.request(move |reply| Request::SaveProjection { saved, reply })
-            .await
+        self.request(move |reply| Request::SaveProjection {
+            saved,
+            fence: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        let fence = Some(fence.clone());
+        self.request(move |reply| Request::SaveProjection {
+            saved,
+            fence,
+            reply,
+        })
+        .await
     }
 
     async fn load_projection(&self, name: &str) -> Result<Option<SavedProjection>, StoreError> {
@@ -703,5 +725,48 @@ impl TableStore for Sqlite {
     /// The store's own file, through a connection of its own (read-only if the store is).
     fn table_database(&self) -> TableDatabase {
         self.tables.clone()
+    }
+}
+
+impl LeaseStore for Sqlite {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let ttl_micros = check_acquire(name, holder, ttl)?;
+        let change = LeaseChange::Acquire {
+            name: name.to_owned(),
+            holder: holder.to_owned(),
+            ttl_micros,
+        };
+        self.request(move |reply| Request::Lease { change, reply })
+            .await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let change = LeaseChange::Renew {
+            lease: lease.clone(),
+            ttl_micros: lease_micros(ttl)?,
+        };
+        self.request(move |reply| Request::Lease { change, reply })
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let change = LeaseChange::Release {
+            lease: lease.clone(),
+        };
+        let released = self
+            .request(move |reply| Request::Lease { change, reply })
+            .await?;
+        Ok(released.is_some())
+    }
+
+    async fn load_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let name = name.to_owned();
+        self.query(move |connection, location| lease::load(connection, &name, location))
+            .await
     }
 }

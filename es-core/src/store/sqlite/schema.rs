@@ -20,11 +20,22 @@ use crate::store::StoreError;
 pub(super) const APPLICATION_ID: i32 = 0x4576_5374;
 
 /// The newest schema version this release reads and writes. Version 2 added the unique index
-/// on event ids; a store of version 1 is upgraded on open ([`upgrade`]).
-pub(super) const SCHEMA_VERSION: u32 = 2;
+/// on event ids, version 3 the `leases` table; an older store is upgraded on open
+/// ([`upgrade`]).
+pub(super) const SCHEMA_VERSION: u32 = 3;
 
 /// The index that makes event ids unique in the store (schema version 2).
 const CREATE_EVENT_ID_INDEX: &str = "CREATE UNIQUE INDEX events_by_event_id ON events (event_id)";
+
+/// The lease table (schema version 3): one row per lease ever granted, never deleted, so its
+/// fencing token only grows. `holder` is empty once released; `expires_at` is in microseconds
+/// since the Unix epoch, by the store's clock.
+const CREATE_LEASES: &str = "CREATE TABLE leases (
+    name TEXT PRIMARY KEY NOT NULL,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;";
 
 /// The schema of the current version, created in one transaction.
 const CREATE_SCHEMA: &str = "
@@ -72,7 +83,7 @@ CREATE TABLE projections (
 ) WITHOUT ROWID;
 ";
 
-/// The tables of schema versions 1 and 2.
+/// The tables of every schema version (version 3 adds `leases`).
 const TABLES: [&str; 4] = ["events", "meta", "projections", "snapshots"];
 
 /// What an opened database holds.
@@ -235,6 +246,7 @@ pub(super) fn prepare_writer(
 ///
 /// 1 → 2: event ids become unique. If some id is stored twice already, the upgrade is
 /// refused with [`StoreError::Migration`] naming (a few of) them.
+/// 2 → 3: the `leases` table is created.
 fn upgrade(connection: &mut Connection, owner: Owner, location: &str) -> Result<(), StoreError> {
     let sql_error = |error| store_error(error, location);
     let transaction = connection
@@ -277,6 +289,11 @@ fn upgrade(connection: &mut Connection, owner: Owner, location: &str) -> Result<
             .execute_batch(CREATE_EVENT_ID_INDEX)
             .map_err(sql_error)?;
     }
+    if from < 3 {
+        transaction
+            .execute_batch(CREATE_LEASES)
+            .map_err(sql_error)?;
+    }
     transaction
         .execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -302,6 +319,7 @@ fn create(connection: &mut Connection, owner: Owner, location: &str) -> Result<(
         .map_err(sql_error)?;
     transaction
         .execute_batch(CREATE_SCHEMA)
+        .and_then(|()| transaction.execute_batch(CREATE_LEASES))
         .map_err(sql_error)?;
     transaction
         .execute(
@@ -421,6 +439,7 @@ fn inspect_in_transaction(
         Ok(found @ 1..=SCHEMA_VERSION) => {
             let missing: Vec<&str> = TABLES
                 .into_iter()
+                .chain((found >= 3).then_some("leases"))
                 .filter(|table| !tables.iter().any(|found| found == table))
                 .collect();
             if !missing.is_empty() {

@@ -9,12 +9,14 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::lease::{self, check_fence_sqlite};
 use super::preflight::{self, Owner};
 use super::rows::{bits_to_sql, is_busy, store_error, stored_id_from_row, to_sql_integer};
 use super::{schema, Access, SqliteOptions};
 use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::NewEvent;
+use crate::lease::{Fence, Lease};
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{
     match_stored_batch, match_stored_batches, AppendOutcome, Conflicts, ExpectedVersion,
@@ -83,13 +85,36 @@ pub(super) enum Request {
         /// Where the outcome goes.
         reply: Reply<()>,
     },
-    /// Replace a projection's saved state.
+    /// Replace a projection's saved state (if `fence` is given: only while it holds).
     SaveProjection {
         /// The state and checkpoint.
         saved: SavedProjection,
+        /// The lease the write is made under, checked in the same transaction.
+        fence: Option<Fence>,
         /// Where the outcome goes.
         reply: Reply<()>,
     },
+    /// Grant, renew or release a lease.
+    Lease {
+        /// What to do.
+        change: LeaseChange,
+        /// The lease after the change (`None`: not granted, lost, or released).
+        reply: Reply<Option<Lease>>,
+    },
+}
+
+/// A change to the lease table, timed by the writer's clock inside the transaction.
+pub(super) enum LeaseChange {
+    /// Grant the lease `name` to `holder` for `ttl_micros`, if it is free.
+    Acquire {
+        name: String,
+        holder: String,
+        ttl_micros: i64,
+    },
+    /// Extend `lease` by `ttl_micros` from now, if it is still granted.
+    Renew { lease: Lease, ttl_micros: i64 },
+    /// Give up `lease`, if it is still granted (answered with it when it was).
+    Release { lease: Lease },
 }
 
 /// One batch to append.
@@ -152,6 +177,7 @@ enum Done {
         Result<Vec<AppendOutcome>, StoreError>,
     ),
     Saved(Reply<()>, Result<(), StoreError>),
+    Lease(Reply<Option<Lease>>, Result<Option<Lease>, StoreError>),
 }
 
 impl Done {
@@ -160,6 +186,7 @@ impl Done {
             Done::Append(_, result) => result.is_ok(),
             Done::AppendStreams(_, result) => result.is_ok(),
             Done::Saved(_, result) => result.is_ok(),
+            Done::Lease(_, result) => result.is_ok(),
         }
     }
 
@@ -188,6 +215,7 @@ impl Done {
             Done::Append(reply, _) => Done::Append(reply, Err(error())),
             Done::AppendStreams(reply, _) => Done::AppendStreams(reply, Err(error())),
             Done::Saved(reply, _) => Done::Saved(reply, Err(error())),
+            Done::Lease(reply, _) => Done::Lease(reply, Err(error())),
         }
     }
 
@@ -197,6 +225,7 @@ impl Done {
             Done::Append(reply, result) => drop(reply.send(result)),
             Done::AppendStreams(reply, result) => drop(reply.send(result)),
             Done::Saved(reply, result) => drop(reply.send(result)),
+            Done::Lease(reply, result) => drop(reply.send(result)),
         }
     }
 }
@@ -346,6 +375,7 @@ impl Writer {
             Request::SaveSnapshot { reply, .. } | Request::SaveProjection { reply, .. } => {
                 Done::Saved(reply, Err(StoreError::Closed))
             }
+            Request::Lease { reply, .. } => Done::Lease(reply, Err(StoreError::Closed)),
         }
     }
 
@@ -397,9 +427,12 @@ impl Writer {
                 replace,
                 reply,
             } => Done::Saved(reply, self.save_snapshot(&snapshot, replace)),
-            Request::SaveProjection { saved, reply } => {
-                Done::Saved(reply, self.save_projection(&saved))
-            }
+            Request::SaveProjection {
+                saved,
+                fence,
+                reply,
+            } => Done::Saved(reply, self.save_projection(&saved, fence.as_ref())),
+            Request::Lease { change, reply } => Done::Lease(reply, self.change_lease(change)),
         }
     }
 
@@ -572,7 +605,14 @@ impl Writer {
             .map_err(|error| self.sql_error(error))
     }
 
-    fn save_projection(&self, saved: &SavedProjection) -> Result<(), StoreError> {
+    fn save_projection(
+        &self,
+        saved: &SavedProjection,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        if let Some(fence) = fence {
+            check_fence_sqlite(&self.connection, fence)?;
+        }
         let position = to_sql_integer(saved.position.get(), "projection position")?;
         self.connection
             .prepare_cached(UPSERT_PROJECTION)
@@ -587,6 +627,26 @@ impl Writer {
             })
             .map(drop)
             .map_err(|error| self.sql_error(error))
+    }
+}
+
+impl Writer {
+    fn change_lease(&self, change: LeaseChange) -> Result<Option<Lease>, StoreError> {
+        let now = self.clock.now();
+        let location = &*self.location;
+        match change {
+            LeaseChange::Acquire {
+                name,
+                holder,
+                ttl_micros,
+            } => lease::acquire(&self.connection, &name, &holder, now, ttl_micros, location),
+            LeaseChange::Renew { lease, ttl_micros } => {
+                lease::renew(&self.connection, &lease, now, ttl_micros, location)
+            }
+            LeaseChange::Release { lease } => {
+                Ok(lease::release(&self.connection, &lease, location)?.then_some(lease))
+            }
+        }
     }
 }
 

@@ -150,6 +150,14 @@ impl<S: ProjectionStore, G: Send + Sync> ProjectionStore for Guarded<S, G> {
         self.store.save_projection(saved)
     }
 
+    fn save_projection_fenced(
+        &self,
+        saved: SavedProjection,
+        fence: &crate::lease::Fence,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.save_projection_fenced(saved, fence)
+    }
+
     fn load_projection(
         &self,
         name: &str,
