@@ -1,10 +1,14 @@
 //! Replay equivalence of the read side: for random valid command sequences over many orders,
 //! the read models caught up in several steps (and across a save/restore restart) equal the
 //! read models rebuilt from scratch, and the inventory never goes negative nor loses units.
+//! The SQL table versions, caught up on the same schedule (and reopened at each restart),
+//! hold exactly what the in-memory ones hold, and equal their own rebuild.
 
 use std::collections::BTreeMap;
 
+use es_core::projection::table::{TableDatabase, TableStore, Tables};
 use es_core::{CodecId, InMemory, ProjectionRegistry, Repository};
+use order_example::read_models::tables::{CustomerHistoryTable, InventoryTable, OrderSummaryTable};
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
 use order_example::{CustomerId, Money, Order, OrderCommand, OrderStatus, ProductId};
 use proptest::prelude::*;
@@ -193,6 +197,83 @@ fn check_customers(models: &ProjectionRegistry) {
     }
 }
 
+/// The three table read models over one database.
+struct TableModels {
+    summaries: Tables<OrderSummaryTable>,
+    inventory: Tables<InventoryTable>,
+    histories: Tables<CustomerHistoryTable>,
+}
+
+impl TableModels {
+    async fn open(database: &TableDatabase) -> TableModels {
+        TableModels {
+            summaries: Tables::open(OrderSummaryTable, database.clone())
+                .await
+                .unwrap(),
+            inventory: Tables::open(InventoryTable::new(INITIAL_STOCK), database.clone())
+                .await
+                .unwrap(),
+            histories: Tables::open(CustomerHistoryTable, database.clone())
+                .await
+                .unwrap(),
+        }
+    }
+
+    async fn catch_up(&self, store: &InMemory) {
+        self.summaries.catch_up(store).await.unwrap();
+        self.inventory.catch_up(store).await.unwrap();
+        self.histories.catch_up(store).await.unwrap();
+    }
+}
+
+/// The tables hold what the in-memory read models hold, row for row.
+async fn assert_tables_equal(database: &TableDatabase, models: &ProjectionRegistry) {
+    let (summaries, levels, reservations, anomalies, histories) = database
+        .read(|sql| {
+            Ok((
+                OrderSummaryTable::load_all(sql)?,
+                InventoryTable::levels(sql)?,
+                InventoryTable::reservations(sql)?,
+                InventoryTable::anomalies(sql)?,
+                CustomerHistoryTable::load_all(sql)?,
+            ))
+        })
+        .await
+        .unwrap();
+    let memory_summaries: Vec<_> = models
+        .get::<OrderSummaries>()
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(summaries, memory_summaries);
+    let inventory = models.get::<Inventory>().unwrap();
+    let memory_levels: Vec<_> = inventory
+        .levels()
+        .map(|(product, level)| (product.clone(), level))
+        .collect();
+    assert_eq!(levels, memory_levels);
+    assert_eq!(anomalies, inventory.anomalies());
+    for summary in models.get::<OrderSummaries>().unwrap().iter() {
+        let memory: BTreeMap<_, _> = inventory
+            .reserved_by(&summary.order_id)
+            .map(|(product, units)| (product.clone(), units))
+            .collect();
+        let table = reservations
+            .get(&summary.order_id)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(table, memory, "reservations of {}", summary.order_id);
+    }
+    let memory_histories: Vec<_> = models
+        .get::<CustomerHistories>()
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(histories, memory_histories);
+}
+
 async fn scenario(steps: Vec<Step>, codec: CodecId) {
     let store = InMemory::new();
     let mut shop = Shop {
@@ -201,6 +282,8 @@ async fn scenario(steps: Vec<Step>, codec: CodecId) {
         shipped: BTreeMap::new(),
     };
     let mut live = registry();
+    let database = shop.store.table_database();
+    let mut tables = TableModels::open(&database).await;
     for step in &steps {
         shop.step(step).await;
         match step.reader {
@@ -208,16 +291,20 @@ async fn scenario(steps: Vec<Step>, codec: CodecId) {
             Reader::CatchUp => {
                 live.catch_up(&shop.store).await.unwrap();
                 check_inventory(&live);
+                tables.catch_up(&shop.store).await;
             }
             Reader::Restart => {
                 live.save_to(&shop.store, codec).await.unwrap();
                 live = registry();
                 let restored = live.restore_from(&shop.store).await.unwrap();
                 assert_eq!(restored.restored.len(), 3);
+                // The table read models resume from their durable checkpoints.
+                tables = TableModels::open(&database).await;
             }
         }
     }
     live.catch_up(&shop.store).await.unwrap();
+    tables.catch_up(&shop.store).await;
 
     let mut rebuilt = registry();
     let report = rebuilt.rebuild(&shop.store).await.unwrap();
@@ -233,6 +320,17 @@ async fn scenario(steps: Vec<Step>, codec: CodecId) {
     );
     check_inventory(&rebuilt);
     check_customers(&rebuilt);
+
+    assert_tables_equal(&database, &rebuilt).await;
+    // A rebuild of the tables gives the same rows.
+    tables.summaries.rebuild(&shop.store).await.unwrap();
+    tables.inventory.rebuild(&shop.store).await.unwrap();
+    tables.histories.rebuild(&shop.store).await.unwrap();
+    assert_tables_equal(&database, &rebuilt).await;
+    assert_eq!(
+        tables.inventory.checkpoint().await.unwrap(),
+        report.position
+    );
 }
 
 proptest! {

@@ -38,6 +38,7 @@
 mod customer_history;
 mod inventory;
 mod order_summary;
+pub mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +79,18 @@ pub enum ReadModelError {
         order: OrderId,
         /// The event's type.
         event_type: &'static str,
+    },
+    /// A statement of a table read model failed.
+    #[error(transparent)]
+    Sql(#[from] es_core::projection::table::SqlError),
+    /// A count or amount does not fit a SQL `BIGINT` (above 2^63 - 1): a table read model
+    /// refuses it rather than store it wrong.
+    #[error("{what} {value} does not fit a SQL BIGINT")]
+    OutOfRange {
+        /// What the number is.
+        what: &'static str,
+        /// The number.
+        value: u64,
     },
 }
 

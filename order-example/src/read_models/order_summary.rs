@@ -35,6 +35,34 @@ pub struct OrderSummary {
 }
 
 impl OrderSummary {
+    /// Applies an event of the order other than its creation (the in-memory and the table
+    /// read models share this rule).
+    pub(super) fn apply_change(&mut self, event: OrderEvent) {
+        match event {
+            OrderEvent::OrderCreated(_) => {}
+            OrderEvent::OrderItemAdded(added) => {
+                self.lines
+                    .entry(added.product_id)
+                    .and_modify(|line| line.quantity = line.quantity.saturating_add(added.quantity))
+                    .or_insert(OrderLine {
+                        quantity: added.quantity,
+                        unit_price: added.unit_price,
+                    });
+                self.recompute();
+            }
+            OrderEvent::OrderItemRemoved(removed) => {
+                self.lines.remove(&removed.product_id);
+                self.recompute();
+            }
+            OrderEvent::PaymentProcessed(payment) => {
+                self.status = OrderStatus::Paid;
+                self.paid = Some(payment.amount);
+            }
+            OrderEvent::OrderShipped(_) => self.status = OrderStatus::Shipped,
+            OrderEvent::OrderCancelled(_) => self.status = OrderStatus::Cancelled,
+        }
+    }
+
     fn recompute(&mut self) {
         self.item_count = self
             .lines
@@ -126,30 +154,7 @@ impl Projection for OrderSummaries {
                 event_type: event_type(&event),
             });
         };
-        match event {
-            OrderEvent::OrderCreated(_) => {}
-            OrderEvent::OrderItemAdded(added) => {
-                summary
-                    .lines
-                    .entry(added.product_id)
-                    .and_modify(|line| line.quantity = line.quantity.saturating_add(added.quantity))
-                    .or_insert(OrderLine {
-                        quantity: added.quantity,
-                        unit_price: added.unit_price,
-                    });
-                summary.recompute();
-            }
-            OrderEvent::OrderItemRemoved(removed) => {
-                summary.lines.remove(&removed.product_id);
-                summary.recompute();
-            }
-            OrderEvent::PaymentProcessed(payment) => {
-                summary.status = OrderStatus::Paid;
-                summary.paid = Some(payment.amount);
-            }
-            OrderEvent::OrderShipped(_) => summary.status = OrderStatus::Shipped,
-            OrderEvent::OrderCancelled(_) => summary.status = OrderStatus::Cancelled,
-        }
+        summary.apply_change(event);
         summary.updated_at = recorded.recorded_at;
         summary.version = recorded.version;
         Ok(())

@@ -137,9 +137,9 @@ mod error;
 mod runner;
 mod source;
 mod status;
-mod telemetry;
 #[cfg(all(test, feature = "sqlite"))]
 mod table_tests;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 

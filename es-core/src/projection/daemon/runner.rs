@@ -1107,7 +1107,10 @@ async fn apply_table(
     now: Timestamp,
 ) -> Applied {
     let checkpoint = run.checkpoint;
-    match table.apply_batch(checkpoint, Arc::clone(&events), now).await {
+    match table
+        .apply_batch(checkpoint, Arc::clone(&events), now)
+        .await
+    {
         Ok(outcome) => {
             run.checkpoint = outcome.checkpoint;
             Applied {

@@ -187,7 +187,11 @@ async fn a_failing_table_batch_rolls_back_is_retried_parked_and_resumed() {
         unreachable!()
     };
     assert_eq!(details.position, GlobalPosition(4));
-    assert!(details.error.contains("refuses position 4"), "{}", details.error);
+    assert!(
+        details.error.contains("refuses position 4"),
+        "{}",
+        details.error
+    );
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     // The failed event's own row was rolled back; the events before it are committed.
     assert_eq!(parked.checkpoint, GlobalPosition(3));
@@ -201,7 +205,10 @@ async fn a_failing_table_batch_rolls_back_is_retried_parked_and_resumed() {
         .unwrap();
     assert!(matches!(
         daemon.wait_for(written, WAIT).await,
-        Err(DaemonError::Parked { position: GlobalPosition(4), .. })
+        Err(DaemonError::Parked {
+            position: GlobalPosition(4),
+            ..
+        })
     ));
     // After the fix, resume applies the event once and catches up.
     fail_at.store(0, Ordering::SeqCst);
@@ -228,7 +235,10 @@ async fn skip_moves_the_table_checkpoint_past_exactly_the_parked_event() {
         daemon.skip(SeenTable::NAME, GlobalPosition(3)).await,
         Err(DaemonError::SkipMismatch { .. })
     ));
-    daemon.skip(SeenTable::NAME, GlobalPosition(2)).await.unwrap();
+    daemon
+        .skip(SeenTable::NAME, GlobalPosition(2))
+        .await
+        .unwrap();
     daemon.wait_for(written, WAIT).await.unwrap();
     assert_eq!(positions(&database).await, [1, 3, 4]);
     assert_eq!(durable_checkpoint(&database).await, 4);

@@ -346,7 +346,9 @@ pub(crate) fn checkpoint_table_exists(sql: &mut dyn Sql) -> Result<bool, SqlErro
              WHERE table_schema = current_schema() AND table_name = $1"
         }
     };
-    Ok(sql.query_optional(statement, &[CHECKPOINT_TABLE.into()])?.is_some())
+    Ok(sql
+        .query_optional(statement, &[CHECKPOINT_TABLE.into()])?
+        .is_some())
 }
 
 /// The read model's checkpoint (`None`: it has no row).
