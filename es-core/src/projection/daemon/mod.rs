@@ -154,6 +154,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::codec::CodecId;
+use crate::lease::Fence;
 use crate::repository::RetryPolicy;
 use crate::snapshot::ProjectionStore;
 use crate::store::EventStore;
@@ -195,6 +196,7 @@ pub struct DaemonBuilder {
     codec: CodecId,
     page_size: usize,
     clock: Option<Arc<dyn Clock>>,
+    fence: Option<Fence>,
 }
 
 /// A read model as registered: kept in memory, or in tables.
@@ -223,6 +225,7 @@ impl Default for DaemonBuilder {
             codec: CodecId::Postcard,
             page_size: DEFAULT_PAGE_SIZE,
             clock: None,
+            fence: None,
         }
     }
 }
@@ -330,6 +333,19 @@ impl DaemonBuilder {
     #[must_use]
     pub fn with_page_size(mut self, page_size: usize) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Makes every durable write of the daemon conditional on `fence` (a lease token from a
+    /// [`LeaseStore`](crate::lease::LeaseStore)): table batches check it in their transaction,
+    /// saved states and records are saved with
+    /// [`save_projection_fenced`](ProjectionStore::save_projection_fenced). When a write is
+    /// refused with [`StoreError::Fenced`](crate::StoreError::Fenced) (the lease moved on), the
+    /// daemon writes nothing more and stops with that error: a holder paused past its lease
+    /// cannot change the read models the next holder owns.
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
         self
     }
 
@@ -463,7 +479,9 @@ impl DaemonBuilder {
                 codec: self.codec,
                 page_size: self.page_size,
                 clock: self.clock,
+                fence: self.fence,
             },
+            fenced: None,
             last_tick: tokio::time::Instant::now(),
         };
         tracing::info!(

@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::RecordedEvent;
+use crate::lease::Fence;
 use crate::projection::registry::ErasedProjection;
 #[cfg(feature = "sqlite")]
 use crate::projection::table::TableRunner;
@@ -163,6 +164,8 @@ pub(super) struct Settings {
     pub(super) page_size: usize,
     /// The clock stamping saved states and records (`None`: the store's).
     pub(super) clock: Option<Arc<dyn Clock>>,
+    /// The lease every durable write is conditional on (`None`: no lease).
+    pub(super) fence: Option<Fence>,
 }
 
 /// A read model's state as last saved (or restored), kept to restore it after a failed apply.
@@ -234,6 +237,8 @@ pub(super) struct Runner<L, P> {
     pub(super) position: GlobalPosition,
     pub(super) settings: Settings,
     pub(super) last_tick: Instant,
+    /// Set when a durable write was refused because the lease moved on: the daemon stops.
+    pub(super) fenced: Option<StoreError>,
 }
 
 impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
@@ -252,6 +257,13 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         // Alternates the shared batches with catch-up pages, so neither starves the other.
         let mut catch_up_turn = false;
         let outcome = loop {
+            if let Some(error) = self.fenced.take() {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "the lease moved on: the daemon stops without writing more"
+                );
+                break Err(ProjectionError::Store(error));
+            }
             let wake = self.next_wake();
             let catch_up_ready = self.catch_up_ready();
             tokio::select! {
@@ -345,6 +357,10 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
                 .apply_logged(index, Arc::clone(&batch))
                 .instrument(span.clone())
                 .await;
+            if let Some(error) = self.fenced.take() {
+                // Nothing of this batch was written for this read model: stop here.
+                return Err(ProjectionError::Store(error));
+            }
             if let Some((at, error)) = applied.failure {
                 failures.push((index, batch[at].clone(), error));
             } else {
@@ -391,9 +407,15 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             }
             #[cfg(feature = "sqlite")]
             Kind::Table(table) => {
-                apply_table(table, &mut self.runs[index], events, now)
-                    .instrument(span.clone())
-                    .await
+                let fence = self.settings.fence.as_ref();
+                let (applied, fenced) =
+                    apply_table(table, &mut self.runs[index], events, now, fence)
+                        .instrument(span.clone())
+                        .await;
+                if fenced.is_some() {
+                    self.fenced = fenced;
+                }
+                applied
             }
         };
         let model = &self.shared.models[index];
@@ -450,6 +472,10 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
                 .apply_logged(index, Arc::clone(&page))
                 .instrument(span.clone())
                 .await;
+            if self.fenced.is_some() {
+                // The run loop stops before anything else is written.
+                return;
+            }
             if let Some((at, error)) = applied.failure {
                 let event = page[at].clone();
                 self.on_failure(index, event, error).instrument(span).await;
@@ -676,7 +702,20 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
     ) {
         let now = self.now();
         let events: Arc<[RecordedEvent]> = Arc::from(vec![(*event).clone()]);
-        let applied = apply_table(table, &mut self.runs[index], events, now).await;
+        let fence = self.settings.fence.as_ref();
+        let (applied, fenced) = apply_table(table, &mut self.runs[index], events, now, fence).await;
+        if fenced.is_some() {
+            // Nothing was written; the daemon stops before anything else.
+            self.fenced = fenced;
+            self.runs[index].mode = Mode::Retrying {
+                event,
+                failures,
+                error: "the lease moved on".to_owned(),
+                due: Instant::now(),
+                base: None,
+            };
+            return;
+        }
         let name = self.shared.models[index].name;
         match applied.failure {
             None => {
@@ -825,7 +864,12 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         #[cfg(feature = "sqlite")]
         if let Some(table) = self.shared.models[index].table() {
             table
-                .skip_to(self.runs[index].checkpoint, position, self.now())
+                .skip_to(
+                    self.runs[index].checkpoint,
+                    position,
+                    self.now(),
+                    self.settings.fence.as_ref(),
+                )
                 .await?;
         }
         {
@@ -878,12 +922,17 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
                 rate,
                 parked,
             );
-            if let Err(error) = self.save(index).await {
-                tracing::warn!(
+            match self.save(index).await {
+                Ok(()) => {}
+                Err(ProjectionError::Store(error)) if error.is_fenced() => {
+                    self.fenced = Some(error);
+                    return;
+                }
+                Err(error) => tracing::warn!(
                     projection = self.shared.models[index].name,
                     error = &error as &dyn std::error::Error,
                     "cannot save the read model; trying again at the next interval"
-                );
+                ),
             }
         }
         self.report_saved();
@@ -952,15 +1001,14 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
                 })?
         };
         let position = run.checkpoint;
-        self.store
-            .save_projection(SavedProjection {
-                name: model.name.to_owned(),
-                position,
-                codec,
-                state: bytes.clone(),
-                saved_at: self.now(),
-            })
-            .await?;
+        self.save_projection(SavedProjection {
+            name: model.name.to_owned(),
+            position,
+            codec,
+            state: bytes.clone(),
+            saved_at: self.now(),
+        })
+        .await?;
         self.runs[index].saved = Some(SavedState {
             position,
             codec,
@@ -983,9 +1031,17 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         };
         let checkpoint = self.runs[index].checkpoint;
         let saved = record.to_saved(model.name, checkpoint, self.now())?;
-        self.store.save_projection(saved).await?;
+        self.save_projection(saved).await?;
         self.runs[index].record_written = Some((record.state, checkpoint));
         Ok(())
+    }
+
+    /// Saves a state or record, conditional on the fence when the daemon has one.
+    async fn save_projection(&self, saved: SavedProjection) -> Result<(), StoreError> {
+        match &self.settings.fence {
+            Some(fence) => self.store.save_projection_fenced(saved, fence).await,
+            None => self.store.save_projection(saved).await,
+        }
     }
 
     /// Saves every read model and marks it stopped (unless parked).
@@ -1105,28 +1161,35 @@ async fn apply_table(
     run: &mut ModelRun,
     events: Arc<[RecordedEvent]>,
     now: Timestamp,
-) -> Applied {
+    fence: Option<&Fence>,
+) -> (Applied, Option<StoreError>) {
     let checkpoint = run.checkpoint;
     match table
-        .apply_batch(checkpoint, Arc::clone(&events), now)
+        .apply_batch(checkpoint, Arc::clone(&events), now, fence)
         .await
     {
         Ok(outcome) => {
             run.checkpoint = outcome.checkpoint;
-            Applied {
+            let applied = Applied {
                 seen: outcome.seen,
                 handled: outcome.handled,
                 failure: outcome.failure,
-            }
+            };
+            (applied, None)
         }
-        Err(error) => Applied {
-            seen: 0,
-            handled: 0,
-            failure: events
-                .iter()
-                .position(|event| event.global_position > checkpoint)
-                .map(|at| (at, error_text(&error))),
-        },
+        Err(error) => {
+            let applied = Applied {
+                seen: 0,
+                handled: 0,
+                failure: events
+                    .iter()
+                    .position(|event| event.global_position > checkpoint)
+                    .map(|at| (at, error_text(&error))),
+            };
+            // A refused fence is no failure of the read model: the daemon stops.
+            let fenced = error.is_fenced().then_some(error);
+            (applied, fenced)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::sql::{Dialect, Sql, SqlError, Value};
 use super::sqlite::SqliteSql;
+use crate::lease::Fence;
 use crate::store::StoreError;
 
 /// Where table read models keep their rows and checkpoints, and how their transactions run.
@@ -156,7 +157,7 @@ impl TableDatabase {
         T: Send + 'static,
         F: FnOnce(&mut dyn Sql) -> Result<T, SqlError> + Send + 'static,
     {
-        match self.run(Mode::Read, query).await? {
+        match self.run(Mode::Read, None, query).await? {
             Ok(value) => Ok(value),
             Err(error) => Err(StoreError::backend(error)),
         }
@@ -177,10 +178,38 @@ impl TableDatabase {
         E: Send + 'static,
         F: FnOnce(&mut dyn Sql) -> Result<T, E> + Send + 'static,
     {
-        self.run(Mode::Write, work).await
+        self.run(Mode::Write, None, work).await
     }
 
-    async fn run<T, E, F>(&self, mode: Mode, work: F) -> Result<Result<T, E>, StoreError>
+    /// As [`write`](TableDatabase::write), and first checks `fence` in the same transaction:
+    /// when the lease has moved on (its token is no longer `fence.token`), nothing is written
+    /// and the answer is [`StoreError::Fenced`]. On PostgreSQL the check locks the lease row
+    /// until the commit (`FOR SHARE`), so a takeover waits for this transaction and the next
+    /// holder sees its effects; on SQLite the transaction holds the file's write lock, which a
+    /// takeover needs too. A private in-memory database belongs to one process and has no
+    /// lease table: the fence is not checked there.
+    ///
+    /// # Errors
+    /// As [`write`](TableDatabase::write), and [`StoreError::Fenced`].
+    pub async fn write_fenced<T, E, F>(
+        &self,
+        fence: Option<Fence>,
+        work: F,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut dyn Sql) -> Result<T, E> + Send + 'static,
+    {
+        self.run(Mode::Write, fence, work).await
+    }
+
+    async fn run<T, E, F>(
+        &self,
+        mode: Mode,
+        fence: Option<Fence>,
+        work: F,
+    ) -> Result<Result<T, E>, StoreError>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -192,9 +221,9 @@ impl TableDatabase {
         let joined = tokio::task::spawn_blocking(move || {
             // A panic in `work` unwinds through the transaction, which rolls back on drop.
             catch_unwind(AssertUnwindSafe(|| match &backend {
-                Backend::Sqlite(sqlite) => sqlite.run(mode, work),
+                Backend::Sqlite(sqlite) => sqlite.run(mode, fence.as_ref(), work),
                 #[cfg(feature = "postgres")]
-                Backend::Postgres(postgres) => postgres.run(&handle, mode, work),
+                Backend::Postgres(postgres) => postgres.run(&handle, mode, fence.as_ref(), work),
             }))
         })
         .await;
@@ -231,6 +260,7 @@ impl SqliteBackend {
     fn run<T, E>(
         &self,
         mode: Mode,
+        fence: Option<&Fence>,
         work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         let mut guard = self
@@ -255,6 +285,10 @@ impl SqliteBackend {
         let transaction = connection
             .transaction_with_behavior(behavior)
             .map_err(|error| self.error(error))?;
+        if let (Some(fence), SqliteTarget::File { .. }) = (fence, &self.target) {
+            // Under the write lock: the token cannot change before the commit.
+            crate::store::sqlite::lease::check_fence_sqlite(&transaction, fence)?;
+        }
         let outcome = work(&mut SqliteSql::new(&transaction));
         match (&outcome, mode) {
             (Ok(_), Mode::Write) => transaction.commit().map_err(|error| self.error(error))?,

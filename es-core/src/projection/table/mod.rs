@@ -225,7 +225,24 @@ impl<P: TableProjection> Tables<P> {
     where
         S: EventStore + Clone + 'static,
     {
-        self.runner.rebuild(store.clone(), None).await
+        self.runner.rebuild(store.clone(), None, None).await
+    }
+
+    /// [`rebuild`](Tables::rebuild) under a lease: the rebuild's transaction checks `fence`
+    /// and commits nothing when the lease has moved on ([`StoreError::Fenced`]).
+    ///
+    /// # Errors
+    /// As [`rebuild`](Tables::rebuild), and [`ProjectionError::Store`] with
+    /// [`StoreError::Fenced`].
+    pub async fn rebuild_fenced<S>(
+        &self,
+        store: &S,
+        fence: &crate::lease::Fence,
+    ) -> Result<CatchUpReport, ProjectionError>
+    where
+        S: EventStore + Clone + 'static,
+    {
+        self.runner.rebuild(store.clone(), None, Some(fence)).await
     }
 
     /// The read model as it was at `at`, built in a fresh in-memory SQLite database (query it

@@ -13,7 +13,9 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use super::database::Mode;
 use super::sql::{Dialect, Row, Sql, SqlError, Value};
+use crate::lease::Fence;
 use crate::store::postgres::errors::{pool_error, query_error};
+use crate::store::postgres::lease::check_fence_postgres;
 use crate::store::StoreError;
 
 /// The store's pool and schema: where table read models over a PostgreSQL store write.
@@ -44,6 +46,7 @@ impl PostgresBackend {
         &self,
         handle: &Handle,
         mode: Mode,
+        fence: Option<&Fence>,
         work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         if mode == Mode::Write && self.read_only {
@@ -63,6 +66,10 @@ impl PostgresBackend {
         handle
             .block_on(transaction.batch_execute(&setup))
             .map_err(query_error)?;
+        if let Some(fence) = fence {
+            // Locks the lease row until the commit: a takeover waits for this transaction.
+            handle.block_on(check_fence_postgres(&transaction, &self.schema, fence))?;
+        }
         let outcome = work(&mut PostgresSql {
             transaction: &transaction,
             handle,

@@ -11,6 +11,7 @@ use super::database::{
 use super::sql::{is_plain_identifier, Sql, SqlError};
 use super::{CheckpointMoved, TableProjection};
 use crate::event::RecordedEvent;
+use crate::lease::Fence;
 use crate::projection::{AsOf, CatchUpReport, ProjectionError};
 use crate::store::{EventStore, StoreError};
 use crate::types::{GlobalPosition, Timestamp};
@@ -168,15 +169,16 @@ impl TableRunner {
         checkpoint: GlobalPosition,
         events: Arc<[RecordedEvent]>,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> Result<BatchOutcome, StoreError> {
         let end = events.len();
         match self
-            .transact(checkpoint, Arc::clone(&events), end, now)
+            .transact(checkpoint, Arc::clone(&events), end, now, fence)
             .await?
         {
             Ok(outcome) => Ok(outcome),
             Err((at, error)) => {
-                let mut outcome = match self.transact(checkpoint, events, at, now).await? {
+                let mut outcome = match self.transact(checkpoint, events, at, now, fence).await? {
                     Ok(outcome) => outcome,
                     // An event before it failed this time: report that one.
                     Err((earlier, error)) => BatchOutcome {
@@ -202,11 +204,14 @@ impl TableRunner {
         events: Arc<[RecordedEvent]>,
         end: usize,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> Result<Result<BatchOutcome, (usize, String)>, StoreError> {
         let model = Arc::clone(&self.model);
         let written = self
             .database
-            .write(move |sql| apply_in_transaction(&*model, sql, checkpoint, &events[..end], now))
+            .write_fenced(fence.cloned(), move |sql| {
+                apply_in_transaction(&*model, sql, checkpoint, &events[..end], now)
+            })
             .await?;
         match written {
             Ok(outcome) => Ok(Ok(outcome)),
@@ -227,11 +232,12 @@ impl TableRunner {
         from: GlobalPosition,
         to: GlobalPosition,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let name = self.model.name();
         let moved = self
             .database
-            .write(move |sql| {
+            .write_fenced(fence.cloned(), move |sql| {
                 if advance_checkpoint(sql, name, from.get(), to.get(), now.as_micros())? {
                     Ok(())
                 } else {
@@ -276,7 +282,7 @@ impl TableRunner {
             }
             let page: Arc<[RecordedEvent]> = page.into();
             let outcome = self
-                .apply_batch(checkpoint, Arc::clone(&page), store.clock().now())
+                .apply_batch(checkpoint, Arc::clone(&page), store.clock().now(), None)
                 .await?;
             tracing::debug!(
                 projection = self.model.name(),
@@ -311,6 +317,7 @@ impl TableRunner {
         &self,
         store: S,
         up_to: Option<GlobalPosition>,
+        fence: Option<&Fence>,
     ) -> Result<CatchUpReport, ProjectionError>
     where
         S: EventStore + Clone + 'static,
@@ -320,7 +327,9 @@ impl TableRunner {
         let handle = tokio::runtime::Handle::current();
         let rebuilt = self
             .database
-            .write(move |sql| replay(&*model, sql, &store, &handle, up_to))
+            .write_fenced(fence.cloned(), move |sql| {
+                replay(&*model, sql, &store, &handle, up_to)
+            })
             .await?;
         match rebuilt {
             Ok(report) => Ok(report),
@@ -359,14 +368,14 @@ impl TableRunner {
                         .filter(|event| event.recorded_at <= until)
                         .collect();
                     let outcome = historical
-                        .apply_batch(checkpoint, Arc::clone(&visible), store.clock().now())
+                        .apply_batch(checkpoint, Arc::clone(&visible), store.clock().now(), None)
                         .await?;
                     if let Some((index, error)) = outcome.failure {
                         return Err(self.apply_error(&visible[index], error));
                     }
                     if outcome.checkpoint < last {
                         historical
-                            .skip_to(outcome.checkpoint, last, store.clock().now())
+                            .skip_to(outcome.checkpoint, last, store.clock().now(), None)
                             .await?;
                     }
                     checkpoint = last;

@@ -203,7 +203,12 @@ async fn two_writers_of_one_read_model_never_apply_a_batch_twice() {
         .unwrap()
         .into();
     let first = runner
-        .apply_batch(GlobalPosition::START, Arc::clone(&batch), Timestamp::now())
+        .apply_batch(
+            GlobalPosition::START,
+            Arc::clone(&batch),
+            Timestamp::now(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -215,7 +220,7 @@ async fn two_writers_of_one_read_model_never_apply_a_batch_twice() {
     append(&store, "a", &["X"]).await;
     let next: Arc<[RecordedEvent]> = store.read_all(GlobalPosition(2), 10).await.unwrap().into();
     let error = runner
-        .apply_batch(GlobalPosition::START, next, Timestamp::now())
+        .apply_batch(GlobalPosition::START, next, Timestamp::now(), None)
         .await
         .unwrap_err();
     let StoreError::Backend(source) = error else {
