@@ -66,6 +66,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use es_core::{CodecId, GlobalPosition, Metadata, RecordedEvent, StreamId, Timestamp, Version};
@@ -238,36 +239,31 @@ pub struct Envelope {
 pub fn headers(event: &RecordedEvent) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let event_id = event.event_id.hyphenated().to_string();
-    headers.insert(header::MSG_ID, event_id.as_str());
-    headers.insert(header::EVENT_ID, event_id);
-    headers.insert(
-        header::EVENT_TYPE,
+    headers.insert(header_name(header::MSG_ID), event_id.as_str());
+    headers.insert(header_name(header::EVENT_ID), event_id);
+    headers.insert(header_name(header::EVENT_TYPE),
         escape_header_value(&event.event_type[..]).as_ref(),
     );
-    headers.insert(header::SCHEMA_VERSION, event.schema_version.to_string());
-    headers.insert(header::CODEC, event.codec.name());
-    headers.insert(
-        header::AGGREGATE_TYPE,
+    headers.insert(header_name(header::SCHEMA_VERSION), event.schema_version.to_string());
+    headers.insert(header_name(header::CODEC), event.codec.name());
+    headers.insert(header_name(header::AGGREGATE_TYPE),
         escape_header_value(event.stream.aggregate_type()).as_ref(),
     );
-    headers.insert(
-        header::AGGREGATE_ID,
+    headers.insert(header_name(header::AGGREGATE_ID),
         escape_header_value(event.stream.aggregate_id()).as_ref(),
     );
-    headers.insert(header::VERSION, event.version.get().to_string());
-    headers.insert(
-        header::GLOBAL_POSITION,
+    headers.insert(header_name(header::VERSION), event.version.get().to_string());
+    headers.insert(header_name(header::GLOBAL_POSITION),
         event.global_position.get().to_string(),
     );
-    headers.insert(
-        header::RECORDED_AT,
+    headers.insert(header_name(header::RECORDED_AT),
         event.recorded_at.as_micros().to_string(),
     );
     if let Some(id) = event.metadata.correlation_id {
-        headers.insert(header::CORRELATION_ID, id.hyphenated().to_string());
+        headers.insert(header_name(header::CORRELATION_ID), id.hyphenated().to_string());
     }
     if let Some(id) = event.metadata.causation_id {
-        headers.insert(header::CAUSATION_ID, id.hyphenated().to_string());
+        headers.insert(header_name(header::CAUSATION_ID), id.hyphenated().to_string());
     }
     if !event.metadata.extra.is_empty() {
         let extra: BTreeMap<&str, &str> = event
@@ -278,7 +274,7 @@ pub fn headers(event: &RecordedEvent) -> HeaderMap {
             .collect();
         // A map of strings always serializes.
         let json = serde_json::to_string(&extra).unwrap_or_default();
-        headers.insert(header::METADATA, escape_header_value(&json).as_ref());
+        headers.insert(header_name(header::METADATA), escape_header_value(&json).as_ref());
     }
     headers
 }
@@ -395,13 +391,25 @@ pub fn global_position(headers: &HeaderMap) -> Result<GlobalPosition, EnvelopeEr
     parsed(headers, header::GLOBAL_POSITION).map(GlobalPosition)
 }
 
+/// The client's form of the header name `name`.
+///
+/// async-nats keeps the names it knows (`Nats-Msg-Id`, ...) as a variant of their own and
+/// others as text, and a received message's names are parsed that way: a lookup or insert by a
+/// plain `&str` would not find the known ones. Parsing the name gives the same form.
+pub(crate) fn header_name(name: &'static str) -> HeaderName {
+    name.parse()
+        .expect("the envelope's header names are valid header names")
+}
+
 /// The one value of header `name`, if present. A repeated header is refused by [`required`].
 fn value<'a>(headers: &'a HeaderMap, name: &'static str) -> Option<&'a str> {
-    headers.get(name).map(async_nats::HeaderValue::as_str)
+    headers
+        .get(header_name(name))
+        .map(async_nats::HeaderValue::as_str)
 }
 
 fn required<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, EnvelopeError> {
-    let mut values = headers.get_all(name);
+    let mut values = headers.get_all(header_name(name));
     let first = values
         .next()
         .ok_or(EnvelopeError::MissingHeader { name })?
@@ -430,7 +438,7 @@ where
     T: FromStr + std::fmt::Display,
     T::Err: std::fmt::Display,
 {
-    match headers.get(name) {
+    match headers.get(header_name(name)) {
         None => Ok(None),
         Some(_) => parsed(headers, name).map(Some),
     }

@@ -1,5 +1,7 @@
 //! The event log of an es-core store, published to NATS JetStream exactly once and in order.
 //!
+//! - [`relay`]: publishes every committed event of a store, in global-position order, exactly
+//!   once, to a JetStream stream, resuming from what the stream holds after any failure.
 //! - [`envelope`]: a [`RecordedEvent`](es_core::RecordedEvent) as a NATS message (subject per
 //!   aggregate type and id, the envelope fields as headers, the payload bytes as stored) and
 //!   back, with a typed error for anything that is not an envelope.
@@ -24,3 +26,4 @@
 
 pub mod envelope;
 mod escape;
+pub mod relay;

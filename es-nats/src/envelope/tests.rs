@@ -9,7 +9,9 @@ use es_core::{CodecId, GlobalPosition, Metadata, RecordedEvent, StreamId, Timest
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::{decode, from_message, global_position, header, EnvelopeError, Subjects};
+use super::{
+    decode, from_message, global_position, header, header_name, EnvelopeError, Subjects,
+};
 
 fn metadata() -> impl Strategy<Value = Metadata> {
     (
@@ -113,7 +115,11 @@ proptest! {
 fn the_documented_headers_are_written() {
     let event = sample();
     let headers = Subjects::new("es").unwrap().envelope(&event).headers;
-    let get = |name| headers.get(name).map(async_nats::HeaderValue::as_str);
+    let get = |name| {
+        headers
+            .get(header_name(name))
+            .map(async_nats::HeaderValue::as_str)
+    };
     let id = "01900000-0000-7000-8000-000000000001";
     assert_eq!(get(header::MSG_ID), Some(id));
     assert_eq!(get(header::EVENT_ID), Some(id));
@@ -136,8 +142,15 @@ fn the_documented_headers_are_written() {
         ..sample()
     };
     let headers = Subjects::new("es").unwrap().envelope(&bare).headers;
-    assert!(headers.get(header::METADATA).is_none());
-    assert!(headers.get(header::CORRELATION_ID).is_none());
+    assert!(headers.get(header_name(header::METADATA)).is_none());
+    assert!(headers.get(header_name(header::CORRELATION_ID)).is_none());
+    // JetStream's de-duplication reads the id under the client's own name for the header.
+    assert_eq!(
+        headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(async_nats::HeaderValue::as_str),
+        Some("01900000-0000-7000-8000-000000000001")
+    );
 }
 
 fn headers_without(name: &str) -> HeaderMap {
@@ -150,7 +163,7 @@ fn headers_without(name: &str) -> HeaderMap {
 
 fn with_header(name: &'static str, value: &str) -> HeaderMap {
     let mut headers = headers_without(name);
-    headers.insert(name, value);
+    headers.insert(header_name(name), value);
     headers
 }
 
@@ -229,8 +242,8 @@ fn malformed_values_are_refused_with_the_header_and_value() {
 #[test]
 fn a_repeated_header_is_refused() {
     let mut headers = headers_without(header::GLOBAL_POSITION);
-    headers.append(header::GLOBAL_POSITION, "42");
-    headers.append(header::GLOBAL_POSITION, "43");
+    headers.append(header_name(header::GLOBAL_POSITION), "42");
+    headers.append(header_name(header::GLOBAL_POSITION), "43");
     assert_eq!(invalid_header(&headers).0, header::GLOBAL_POSITION);
 }
 
