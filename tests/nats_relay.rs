@@ -61,16 +61,24 @@ fn quick_options(stream: &str) -> RelayOptions {
 }
 
 /// Event `index` of a test log: a JSON payload naming it, metadata on every third.
+// Fields are filled with `.into()` so this compiles whether the event model holds
+// `String`/`Vec<u8>` or shared types.
+#[allow(clippy::useless_conversion)]
 fn event(index: u64) -> NewEvent {
     let mut metadata = Metadata::default();
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         metadata = metadata
             .with_correlation_id(Uuid::from_u128(u128::from(index)))
             .with("index", index.to_string());
     }
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: if index % 2 == 0 { "Even" } else { "Odd" }.into(),
+        event_type: if index.is_multiple_of(2) {
+            "Even"
+        } else {
+            "Odd"
+        }
+        .into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: format!("{{\"index\":{index}}}").into_bytes().into(),
@@ -123,7 +131,10 @@ async fn assert_stream_is_the_log<S: EventStore>(
     stream: &str,
     store: &S,
 ) -> usize {
-    let mut handle = jetstream.get_stream(stream).await.expect("the stream exists");
+    let mut handle = jetstream
+        .get_stream(stream)
+        .await
+        .expect("the stream exists");
     let published = nats_support::read_stream(&mut handle).await;
     let log = whole_log(store).await;
     assert_eq!(
@@ -149,7 +160,7 @@ async fn reaches(
     status: &mut watch::Receiver<RelayStatus>,
     condition: impl FnMut(&RelayStatus) -> bool,
 ) -> bool {
-    tokio::time::timeout(Duration::from_secs(120), status.wait_for(condition))
+    tokio::time::timeout(Duration::from_mins(2), status.wait_for(condition))
         .await
         .is_ok_and(|seen| seen.is_ok())
 }
@@ -158,7 +169,10 @@ async fn reaches(
 async fn published(status: &mut watch::Receiver<RelayStatus>, position: GlobalPosition) {
     let waited = reaches(status, |status| status.published >= position).await;
     let status = status.borrow().clone();
-    assert!(waited, "the relay did not publish up to {position}: {status:?}");
+    assert!(
+        waited,
+        "the relay did not publish up to {position}: {status:?}"
+    );
 }
 
 /// A child process killed with SIGKILL when dropped.
@@ -224,9 +238,8 @@ fn relay_publishes_each_event_once_in_order_through_kills_and_broker_restarts() 
         .collect();
     let mut rng = Rng::from_entropy(name);
     let started = Instant::now();
-    let jetstream = runtime.block_on(async {
-        nats_support::jetstream(nats_support::connect(&url).await)
-    });
+    let jetstream =
+        runtime.block_on(async { nats_support::jetstream(nats_support::connect(&url).await) });
     let mut stream_grew = 0;
     let mut last_messages = 0;
     for round in 0..RELAY_KILLS {
@@ -259,23 +272,7 @@ fn relay_publishes_each_event_once_in_order_through_kills_and_broker_restarts() 
     // A last relay catches up with the whole log.
     let relay = spawn_relay();
     let head = runtime.block_on(store.last_position()).expect("the head");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let stream_end = runtime.block_on(async {
-            let mut stream = jetstream.get_stream(CRASH_STREAM).await.ok()?;
-            let last = stream.info().await.ok()?.state.last_sequence;
-            let message = stream.get_raw_message(last).await.ok()?;
-            es_nats::envelope::global_position(&message.headers).ok()
-        });
-        if stream_end == Some(head) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the last relay did not catch up to {head} (stream ends at {stream_end:?})"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    runtime.block_on(stream_reaches(&jetstream, CRASH_STREAM, head));
     relay.kill();
     let caught_up = started.elapsed();
 
@@ -293,6 +290,33 @@ fn relay_publishes_each_event_once_in_order_through_kills_and_broker_restarts() 
         BROKER_RESTARTS_AT.len(),
         started.elapsed()
     );
+}
+
+/// Waits until the stream's last message is the event at `head` (a guard against a hang, not
+/// a timing claim).
+async fn stream_reaches(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+    head: GlobalPosition,
+) {
+    let deadline = Instant::now() + Duration::from_mins(2);
+    loop {
+        let stream_end = async {
+            let mut stream = jetstream.get_stream(name).await.ok()?;
+            let last = stream.info().await.ok()?.state.last_sequence;
+            let message = stream.get_raw_message(last).await.ok()?;
+            es_nats::envelope::global_position(&message.headers).ok()
+        }
+        .await;
+        if stream_end == Some(head) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last relay did not catch up to {head} (stream ends at {stream_end:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The relay child: publishes the store at `path` until killed.
@@ -340,11 +364,16 @@ fn relay_skips_nothing_while_the_broker_is_unreachable() {
             matches!(status.state, RelayState::Retrying { .. }) && status.last_error.is_some()
         })
         .await;
-        assert!(noticed, "the relay noticed the outage: {:?}", status.borrow());
+        assert!(
+            noticed,
+            "the relay noticed the outage: {:?}",
+            status.borrow()
+        );
         // Unreachable for a while: several attempts fail.
-        let retried = reaches(&mut status, |status| {
-            matches!(status.state, RelayState::Retrying { attempt, .. } if attempt >= 3)
-        })
+        let retried = reaches(
+            &mut status,
+            |status| matches!(status.state, RelayState::Retrying { attempt, .. } if attempt >= 3),
+        )
         .await;
         assert!(retried, "the relay kept retrying: {:?}", status.borrow());
     });
@@ -400,7 +429,10 @@ fn relay_creates_the_documented_stream_and_resumes_after_its_last_message() {
         first.await.unwrap().expect("a clean stop");
         assert_eq!(status.borrow().state, RelayState::Stopped);
 
-        let mut stream = jetstream.get_stream(&name).await.expect("the relay created it");
+        let mut stream = jetstream
+            .get_stream(&name)
+            .await
+            .expect("the relay created it");
         let config = stream.info().await.expect("its info").config.clone();
         assert_eq!(config.subjects, vec![options.subjects().all()]);
         assert_eq!(config.storage, StorageType::File);
@@ -415,9 +447,15 @@ fn relay_creates_the_documented_stream_and_resumes_after_its_last_message() {
         let second = tokio::spawn(async move { relay.run_until(std::future::pending()).await });
         published(&mut status, GlobalPosition(500)).await;
         assert_eq!(status.borrow().stream_sequence, 500);
-        assert_eq!(assert_stream_is_the_log(&jetstream, &name, &store).await, 500);
+        assert_eq!(
+            assert_stream_is_the_log(&jetstream, &name, &store).await,
+            500
+        );
         second.abort();
-        jetstream.delete_stream(&name).await.expect("the stream is removed");
+        jetstream
+            .delete_stream(&name)
+            .await
+            .expect("the stream is removed");
     });
 }
 
@@ -469,7 +507,10 @@ fn relay_refuses_a_stream_it_cannot_resume_from() {
         // Something else publishes into the relay's stream: the relay stops at it rather than
         // publish after a message it cannot place.
         jetstream
-            .publish(format!("{}.other.1", options.subjects().prefix()), "{}".into())
+            .publish(
+                format!("{}.other.1", options.subjects().prefix()),
+                "{}".into(),
+            )
             .await
             .unwrap()
             .await

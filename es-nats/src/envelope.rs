@@ -142,6 +142,15 @@ pub struct InvalidPrefix {
     pub reason: &'static str,
 }
 
+impl Default for Subjects {
+    /// Subjects under the prefix `es.events`.
+    fn default() -> Self {
+        Subjects {
+            prefix: "es.events".to_owned(),
+        }
+    }
+}
+
 impl Subjects {
     /// Subjects under `prefix`: one or more `.`-separated tokens, each non-empty printable
     /// ASCII without `*`, `>` or `%`.
@@ -241,29 +250,46 @@ pub fn headers(event: &RecordedEvent) -> HeaderMap {
     let event_id = event.event_id.hyphenated().to_string();
     headers.insert(header_name(header::MSG_ID), event_id.as_str());
     headers.insert(header_name(header::EVENT_ID), event_id);
-    headers.insert(header_name(header::EVENT_TYPE),
+    headers.insert(
+        header_name(header::EVENT_TYPE),
         escape_header_value(&event.event_type[..]).as_ref(),
     );
-    headers.insert(header_name(header::SCHEMA_VERSION), event.schema_version.to_string());
+    headers.insert(
+        header_name(header::SCHEMA_VERSION),
+        event.schema_version.to_string(),
+    );
     headers.insert(header_name(header::CODEC), event.codec.name());
-    headers.insert(header_name(header::AGGREGATE_TYPE),
+    headers.insert(
+        header_name(header::AGGREGATE_TYPE),
         escape_header_value(event.stream.aggregate_type()).as_ref(),
     );
-    headers.insert(header_name(header::AGGREGATE_ID),
+    headers.insert(
+        header_name(header::AGGREGATE_ID),
         escape_header_value(event.stream.aggregate_id()).as_ref(),
     );
-    headers.insert(header_name(header::VERSION), event.version.get().to_string());
-    headers.insert(header_name(header::GLOBAL_POSITION),
+    headers.insert(
+        header_name(header::VERSION),
+        event.version.get().to_string(),
+    );
+    headers.insert(
+        header_name(header::GLOBAL_POSITION),
         event.global_position.get().to_string(),
     );
-    headers.insert(header_name(header::RECORDED_AT),
+    headers.insert(
+        header_name(header::RECORDED_AT),
         event.recorded_at.as_micros().to_string(),
     );
     if let Some(id) = event.metadata.correlation_id {
-        headers.insert(header_name(header::CORRELATION_ID), id.hyphenated().to_string());
+        headers.insert(
+            header_name(header::CORRELATION_ID),
+            id.hyphenated().to_string(),
+        );
     }
     if let Some(id) = event.metadata.causation_id {
-        headers.insert(header_name(header::CAUSATION_ID), id.hyphenated().to_string());
+        headers.insert(
+            header_name(header::CAUSATION_ID),
+            id.hyphenated().to_string(),
+        );
     }
     if !event.metadata.extra.is_empty() {
         let extra: BTreeMap<&str, &str> = event
@@ -274,7 +300,10 @@ pub fn headers(event: &RecordedEvent) -> HeaderMap {
             .collect();
         // A map of strings always serializes.
         let json = serde_json::to_string(&extra).unwrap_or_default();
-        headers.insert(header_name(header::METADATA), escape_header_value(&json).as_ref());
+        headers.insert(
+            header_name(header::METADATA),
+            escape_header_value(&json).as_ref(),
+        );
     }
     headers
 }

@@ -188,7 +188,10 @@ pub async fn read_stream(stream: &mut Stream) -> Vec<(u64, RecordedEvent)> {
             .expect("the stream is read back without stalling")
             .expect("the ordered consumer goes on")
             .expect("a message");
-        let sequence = message.info().expect("the message's metadata").stream_sequence;
+        let sequence = message
+            .info()
+            .expect("the message's metadata")
+            .stream_sequence;
         let event = es_nats::envelope::from_message(&message.message)
             .unwrap_or_else(|error| panic!("message {sequence} is not an envelope: {error}"));
         messages.push((sequence, event));

@@ -236,7 +236,11 @@ impl<S: Subscribe> Relay<S> {
             }
             let last_sequence = info.state.last_sequence;
             let messages = info.state.messages;
-            let head = self.store.last_position().await.map_err(RelayError::Store)?;
+            let head = self
+                .store
+                .last_position()
+                .await
+                .map_err(RelayError::Store)?;
             let end = if last_sequence == 0 {
                 StreamEnd {
                     sequence: 0,
@@ -314,7 +318,9 @@ impl<S: Subscribe> Relay<S> {
             .await
             .map_err(RelayError::Store)?;
         let found = match stored.first() {
-            Some(event) if event.global_position == position && event.event_id == published.event_id => {
+            Some(event)
+                if event.global_position == position && event.event_id == published.event_id =>
+            {
                 return Ok(StreamEnd { sequence, position });
             }
             Some(event) if event.global_position == position => {

@@ -44,7 +44,7 @@ impl RelayOptions {
     pub fn new() -> Self {
         RelayOptions {
             stream_name: "ES_EVENTS".to_owned(),
-            subjects: Subjects::new("es.events").expect("the default prefix is valid"),
+            subjects: Subjects::default(),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
             max_in_flight: 256,
