@@ -1,0 +1,462 @@
+//! This framework against cqrs-es on the same Order workload, with read-your-writes.
+//!
+//! The workload: the first orders of `order_example::load::Workload` (seed 1), every command of
+//! every order (create, add and remove items, pay, ship, cancel) run as its own command: load
+//! the order, decide, save; then the order-summary read model is brought up to date with that
+//! save before the next command of the order runs (read-your-writes). The commands of many
+//! orders interleave: each lane (task) takes its orders 64 at a time and runs the first command
+//! of each, then the second of each, and so on.
+//!
+//! Both frameworks run the order-example's own `Order` state and business rules
+//! (`OrderCommand::decide`); see `cqrs_order/mod.rs` for the cqrs-es side.
+//!
+//! - `cqrs-es`: `CqrsFramework` over cqrs-es's `MemStore`, with the summary as a `Query`
+//!   (cqrs-es runs its queries inside `execute`, right after the commit). Note that `MemStore`
+//!   prints two lines to stdout per command (`loading: ...`, `storing: ...`): run the bench with
+//!   stdout sent to a file or `/dev/null` as it is measured here, and read the figures in
+//!   `target/criterion` or from stderr.
+//! - `es/registry`: `Repository::update` (postcard), then
+//!   `ProjectionRegistry::catch_up_to(position)` on a registry holding `OrderSummaries`, behind
+//!   one `tokio::sync::Mutex` shared by all lanes.
+//! - `es/daemon`: `Repository::update`, then `DaemonClient::wait_for(position)` on a
+//!   `ProjectionDaemon` running `OrderSummaries`.
+//!
+//! Modes: `sequential` (one lane) and `16-tasks` (orders dealt round-robin to 16 lanes running
+//! concurrently). Everything runs on one multi-threaded Tokio runtime with 2 workers (the
+//! machine's cores). Each measured iteration starts from an empty store (set-up untimed) and
+//! runs the whole workload; throughput is in commands.
+//!
+//! Stores: `memory` (both frameworks), and for this framework alone `sqlite` (a fresh file,
+//! default options: WAL, synchronous FULL) and `postgres` (a fresh schema on `ES_POSTGRES_URL`,
+//! skipped when it is unset).
+//!
+//! Size, by environment variable: `VS_CQRS_ORDERS` (in memory, default 10,000 orders, about
+//! 69,000 commands) and `VS_CQRS_STORE_ORDERS` (SQLite and PostgreSQL, default 300, about 2,000 commands). Select
+//! with criterion's filter, for example:
+//!
+//! ```text
+//! VS_CQRS_ORDERS=2000 cargo bench --bench vs_cqrs -- memory > /dev/null
+//! ```
+
+mod cqrs_order;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_es::mem_store::MemStore;
+use cqrs_es::CqrsFramework;
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use es_core::store::postgres::{Postgres, PostgresOptions};
+use es_core::store::sqlite::Sqlite;
+use es_core::{
+    CodecId, DaemonClient, EventStore, GlobalPosition, InMemory, ProjectionDaemon,
+    ProjectionRegistry, ProjectionStore, Repository, SnapshotStore, Subscribe,
+};
+use order_example::load::Workload;
+use order_example::read_models::OrderSummaries;
+use order_example::{Order, OrderCommand, OrderId};
+use tokio::runtime::Runtime;
+
+use cqrs_order::{CqrsOrder, SummaryQuery};
+
+/// Orders interleaved within one lane.
+const WAVE: usize = 64;
+/// Lanes of the concurrent mode.
+const TASKS: usize = 16;
+/// How long a read-your-writes wait may take before the run is broken.
+const PATIENCE: Duration = Duration::from_secs(60);
+const URL_VARIABLE: &str = "ES_POSTGRES_URL";
+
+/// One command of one order.
+type Step = (Arc<str>, OrderCommand);
+
+/// The workload dealt to lanes.
+struct Plan {
+    lanes: Vec<Arc<Vec<Step>>>,
+    commands: u64,
+    orders: usize,
+}
+
+impl Plan {
+    fn new(orders: usize, lanes: usize) -> Plan {
+        let scripts: Vec<_> = Workload::new(1).take(orders).collect();
+        let mut dealt: Vec<Vec<_>> = vec![Vec::new(); lanes];
+        for (index, script) in scripts.into_iter().enumerate() {
+            dealt[index % lanes].push(script);
+        }
+        let mut commands = 0;
+        let lanes = dealt
+            .into_iter()
+            .map(|scripts| {
+                let mut steps = Vec::new();
+                for wave in scripts.chunks(WAVE) {
+                    let wave: Vec<(Arc<str>, Vec<OrderCommand>)> = wave
+                        .iter()
+                        .map(|script| {
+                            let id: Arc<str> = script.order_id.as_str().into();
+                            (id, script.batches.iter().flatten().cloned().collect())
+                        })
+                        .collect();
+                    let longest = wave.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+                    for step in 0..longest {
+                        for (id, commands) in &wave {
+                            if let Some(command) = commands.get(step) {
+                                steps.push((id.clone(), command.clone()));
+                            }
+                        }
+                    }
+                }
+                commands += steps.len() as u64;
+                Arc::new(steps)
+            })
+            .collect();
+        Plan {
+            lanes,
+            commands,
+            orders,
+        }
+    }
+}
+
+fn orders_from(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .filter(|&orders| orders > 0)
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------------------------------------
+// cqrs-es
+
+type Cqrs = CqrsFramework<CqrsOrder, MemStore<CqrsOrder>>;
+
+fn cqrs_framework() -> (Arc<Cqrs>, Arc<SummaryQuery>) {
+    let summaries = Arc::new(SummaryQuery::default());
+    let query = Box::new(SharedQuery(summaries.clone()));
+    let framework = CqrsFramework::new(MemStore::default(), vec![query], ());
+    (Arc::new(framework), summaries)
+}
+
+/// Lets the bench keep a handle on the query it gives the framework.
+struct SharedQuery(Arc<SummaryQuery>);
+
+#[async_trait::async_trait]
+impl cqrs_es::Query<CqrsOrder> for SharedQuery {
+    async fn dispatch(&self, id: &str, events: &[cqrs_es::EventEnvelope<CqrsOrder>]) {
+        self.0.dispatch(id, events).await;
+    }
+}
+
+async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
+    let started = Instant::now();
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in &plan.lanes {
+        let (framework, lane) = (framework.clone(), lane.clone());
+        lanes.spawn(async move {
+            for (id, command) in lane.iter() {
+                framework
+                    .execute(id, command.clone())
+                    .await
+                    .expect("generated commands keep the business rules");
+            }
+        });
+    }
+    while let Some(lane) = lanes.join_next().await {
+        lane.expect("a lane runs to the end");
+    }
+    started.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// this framework
+
+/// How a command's caller waits for the order summary to show its write.
+#[derive(Clone, Copy, Debug)]
+enum Ryw {
+    /// `ProjectionRegistry::catch_up_to` behind one mutex.
+    Registry,
+    /// `DaemonClient::wait_for` on a running daemon.
+    Daemon,
+}
+
+impl Ryw {
+    fn name(self) -> &'static str {
+        match self {
+            Ryw::Registry => "registry",
+            Ryw::Daemon => "daemon",
+        }
+    }
+}
+
+/// The read side of one run.
+enum Reader<S> {
+    Registry {
+        registry: tokio::sync::Mutex<ProjectionRegistry>,
+        store: S,
+    },
+    Daemon(DaemonClient),
+}
+
+impl<S: EventStore> Reader<S> {
+    async fn wait(&self, position: GlobalPosition) {
+        match self {
+            Reader::Registry { registry, store } => {
+                registry
+                    .lock()
+                    .await
+                    .catch_up_to(store, position)
+                    .await
+                    .expect("the summary catches up");
+            }
+            Reader::Daemon(client) => client
+                .wait_for(position, PATIENCE)
+                .await
+                .expect("the daemon reaches the position"),
+        }
+    }
+}
+
+/// Stores this framework runs on.
+trait BenchStore: EventStore + SnapshotStore + Subscribe + ProjectionStore + Clone + 'static {}
+impl<S: EventStore + SnapshotStore + Subscribe + ProjectionStore + Clone + 'static> BenchStore
+    for S
+{
+}
+
+async fn run_es<S: BenchStore>(store: S, ryw: Ryw, plan: &Plan) -> Duration {
+    let repository =
+        Arc::new(Repository::<Order, _>::new(store.clone()).with_codec(CodecId::Postcard));
+    let mut daemon = None;
+    let reader = Arc::new(match ryw {
+        Ryw::Registry => Reader::Registry {
+            registry: tokio::sync::Mutex::new(
+                ProjectionRegistry::new()
+                    .with(OrderSummaries::default())
+                    .unwrap()
+                    .with_wait_timeout(PATIENCE),
+            ),
+            store: store.clone(),
+        },
+        Ryw::Daemon => {
+            let started = ProjectionDaemon::builder()
+                .with(OrderSummaries::default())
+                .unwrap()
+                .start(store.clone())
+                .await
+                .expect("the daemon starts");
+            let client = started.client();
+            daemon = Some(started);
+            Reader::Daemon(client)
+        }
+    });
+    let started = Instant::now();
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in &plan.lanes {
+        let (repository, reader, lane) = (repository.clone(), reader.clone(), lane.clone());
+        lanes.spawn(async move {
+            for (id, command) in lane.iter() {
+                let updated = repository
+                    .update(id, |order| command.decide(order))
+                    .await
+                    .expect("generated commands keep the business rules");
+                let position = updated
+                    .outcome
+                    .expect("every generated command records an event")
+                    .position;
+                reader.wait(position).await;
+            }
+        });
+    }
+    while let Some(lane) = lanes.join_next().await {
+        lane.expect("a lane runs to the end");
+    }
+    let elapsed = started.elapsed();
+    if let Some(daemon) = daemon {
+        daemon.shutdown().await.expect("the daemon stops");
+    }
+    elapsed
+}
+
+/// Runs the workload once on both frameworks in memory and checks that they end with the same
+/// order summaries.
+fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
+    let (framework, cqrs_rows) = cqrs_framework();
+    runtime.block_on(run_cqrs(framework, plan));
+    let store = InMemory::new();
+    runtime.block_on(run_es(store.clone(), Ryw::Registry, plan));
+    let mut registry = ProjectionRegistry::new()
+        .with(OrderSummaries::default())
+        .unwrap();
+    runtime.block_on(registry.catch_up(&store)).unwrap();
+    let ours = registry.get::<OrderSummaries>().unwrap();
+    assert_eq!(ours.len(), plan.orders);
+    assert_eq!(cqrs_rows.len(), plan.orders);
+    for summary in ours.iter() {
+        let row = cqrs_rows
+            .row(summary.order_id.as_str())
+            .expect("cqrs-es has every order");
+        assert_eq!(
+            (row.status, row.total, row.paid, row.item_count, row.version),
+            (
+                summary.status,
+                summary.total,
+                summary.paid,
+                summary.item_count,
+                summary.version.0
+            ),
+            "{}",
+            summary.order_id
+        );
+        assert_eq!(row.lines, summary.lines);
+        assert_eq!(row.customer_id, summary.customer_id);
+    }
+    let _ = OrderId::new("checked");
+}
+
+fn group_for<'a>(
+    criterion: &'a mut Criterion,
+    name: &str,
+    plan: &Plan,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = criterion.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(plan.commands));
+    group
+}
+
+fn modes(orders: usize) -> [(&'static str, Plan); 2] {
+    [
+        ("sequential", Plan::new(orders, 1)),
+        ("16-tasks", Plan::new(orders, TASKS)),
+    ]
+}
+
+fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
+    let orders = orders_from("VS_CQRS_ORDERS", 10_000);
+    for (mode, plan) in modes(orders) {
+        eprintln!(
+            "vs_cqrs/memory/{mode}: {} orders, {} commands, {} lanes",
+            plan.orders,
+            plan.commands,
+            plan.lanes.len()
+        );
+        check_same_outcome(runtime, &plan);
+        let mut group = group_for(criterion, &format!("vs_cqrs/memory/{mode}"), &plan);
+        group.bench_function("cqrs-es", |b| {
+            b.iter_custom(|iterations| {
+                (0..iterations)
+                    .map(|_| runtime.block_on(run_cqrs(cqrs_framework().0, &plan)))
+                    .sum()
+            });
+        });
+        for ryw in [Ryw::Registry, Ryw::Daemon] {
+            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+                b.iter_custom(|iterations| {
+                    (0..iterations)
+                        .map(|_| runtime.block_on(run_es(InMemory::new(), ryw, &plan)))
+                        .sum()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
+    let orders = orders_from("VS_CQRS_STORE_ORDERS", 300);
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let files = AtomicU64::new(0);
+    for (mode, plan) in modes(orders) {
+        let mut group = group_for(criterion, &format!("vs_cqrs/sqlite/{mode}"), &plan);
+        for ryw in [Ryw::Registry, Ryw::Daemon] {
+            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+                b.iter_custom(|iterations| {
+                    (0..iterations)
+                        .map(|_| {
+                            let path = directory
+                                .path()
+                                .join(format!("{}.db", files.fetch_add(1, Ordering::Relaxed)));
+                            runtime.block_on(async {
+                                let store = Sqlite::open(&path).await.expect("SQLite opens");
+                                let elapsed = run_es(store.clone(), ryw, &plan).await;
+                                store.close().await;
+                                elapsed
+                            })
+                        })
+                        .sum()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
+    let Ok(url) = std::env::var(URL_VARIABLE) else {
+        eprintln!("vs_cqrs/postgres skipped: {URL_VARIABLE} not set");
+        return;
+    };
+    let orders = orders_from("VS_CQRS_STORE_ORDERS", 300);
+    let schemas = AtomicU64::new(0);
+    let prefix = format!("es_vs_cqrs_{}", std::process::id());
+    for (mode, plan) in modes(orders) {
+        let mut group = group_for(criterion, &format!("vs_cqrs/postgres/{mode}"), &plan);
+        for ryw in [Ryw::Registry, Ryw::Daemon] {
+            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+                b.iter_custom(|iterations| {
+                    (0..iterations)
+                        .map(|_| {
+                            let schema =
+                                format!("{prefix}_{}", schemas.fetch_add(1, Ordering::Relaxed));
+                            runtime.block_on(async {
+                                let options = PostgresOptions::new(url.clone())
+                                    .with_schema(&schema)
+                                    .with_pool_size(8);
+                                let store =
+                                    Postgres::connect_with(options).await.expect("PostgreSQL");
+                                let elapsed = run_es(store.clone(), ryw, &plan).await;
+                                drop_schema(&url, &schema).await;
+                                store.close().await;
+                                elapsed
+                            })
+                        })
+                        .sum()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the server accepts a connection");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .expect("the bench schema drops");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime starts");
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10))
+        .configure_from_args();
+    bench_memory(&mut criterion, &runtime);
+    bench_sqlite(&mut criterion, &runtime);
+    bench_postgres(&mut criterion, &runtime);
+    criterion.final_summary();
+}
