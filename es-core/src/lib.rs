@@ -33,7 +33,8 @@ pub use projection::{
     Projection, ProjectionError, ProjectionRegistry, RestoreReport,
 };
 pub use repository::{
-    retry_on_conflict, CommandError, Repository, RepositoryError, RetryPolicy, UnitOfWork, Updated,
+    retry_on_conflict, CacheStats, CommandError, Repository, RepositoryError, RetryPolicy,
+    UnitOfWork, Updated,
 };
 pub use schema::SchemaTraceError;
 pub use snapshot::{

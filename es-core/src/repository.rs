@@ -17,10 +17,13 @@ use crate::store::{
 };
 use crate::types::{StreamId, Timestamp, Version};
 
+mod cache;
 mod command_id;
 mod retry;
 mod unit_of_work;
 
+pub use cache::CacheStats;
+use cache::{AggregateCache, LruCache};
 pub use retry::RetryPolicy;
 pub use unit_of_work::{retry_on_conflict, UnitOfWork};
 
@@ -170,6 +173,8 @@ pub struct Repository<A, S, P = SameStore> {
     clock: Option<Arc<dyn Clock>>,
     retry: RetryPolicy,
     snapshot_fallbacks: AtomicU64,
+    /// Recently used aggregates; `None`: every load reads the store.
+    cache: Option<Box<dyn AggregateCache<A>>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -180,6 +185,7 @@ impl<A, S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Repository<A
             .field("snapshots", &self.snapshots)
             .field("codec", &self.codec)
             .field("retry", &self.retry)
+            .field("cache", &self.cache.as_ref().map(|cache| cache.stats()))
             .finish_non_exhaustive()
     }
 }
@@ -216,6 +222,7 @@ impl<A: Aggregate, S: EventStore, P> Repository<A, S, P> {
             clock: None,
             retry: RetryPolicy::default(),
             snapshot_fallbacks: AtomicU64::new(0),
+            cache: None,
             aggregate: PhantomData,
         }
     }
@@ -232,6 +239,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             clock: self.clock,
             retry: self.retry,
             snapshot_fallbacks: self.snapshot_fallbacks,
+            cache: self.cache,
             aggregate: PhantomData,
         }
     }
@@ -261,6 +269,56 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         self
     }
 
+    /// This repository keeping the latest state of up to `capacity` recently used aggregates
+    /// in memory (least recently used first out; `capacity` 0 counts as 1), so that commands
+    /// do not load them again.
+    ///
+    /// - [`update`](Repository::update) decides on the cached state without any store call
+    ///   and saves expecting the cached version. The store's version check is what makes this
+    ///   safe when other writers (other repositories, other processes over the same store)
+    ///   change the aggregate: a save from a state that is no longer current conflicts and
+    ///   writes nothing; the entry is dropped and the command runs again on the state loaded
+    ///   from the store, at once and without counting against the
+    ///   [retry policy](Repository::with_retry_policy). A rejection or a decision to record
+    ///   nothing made on a cached state is likewise checked against the stored state before it
+    ///   is returned, so no answer rests on a state only the cache holds.
+    /// - [`load`](Repository::load) is a query, and its answer is as fresh as a store read
+    ///   even with many nodes: from a cached entry it reads the stream from the cached version
+    ///   on (one read, no snapshot lookup), confirms that the event at that version is the one
+    ///   the entry was built from, and applies the events after it. An entry the log does not
+    ///   confirm is dropped and the aggregate loaded in full.
+    /// - A successful save advances the entry to the saved state; a failed one drops it.
+    /// - [`load_at_version`](Repository::load_at_version) and
+    ///   [`load_as_of`](Repository::load_as_of) never use the cache.
+    ///
+    /// The cache relies on the store's contract that a stream only grows: a store restored
+    /// from an older backup under a running repository needs
+    /// [`clear_cache`](Repository::clear_cache).
+    ///
+    /// Off by default: it needs `A: Clone`, costs memory for `capacity` states, and pays off
+    /// when the same aggregates take several commands while they are cached.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = Some(Box::new(LruCache::<A>::new(capacity)));
+        self
+    }
+
+    /// How the aggregate cache has been used, or `None` without one (see
+    /// [`with_cache`](Repository::with_cache)).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
+    }
+
+    /// Empties the aggregate cache, if there is one.
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
     /// The event store.
     pub fn store(&self) -> &S {
         &self.store
@@ -285,8 +343,51 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
 
     /// Loads the aggregate `id`: its latest usable snapshot, then the events after it. An id
     /// with no events loads as a new aggregate at [`Version::INITIAL`].
+    ///
+    /// With a [cache](Repository::with_cache) holding `id`, the cached state stands in for
+    /// the snapshot: the stream is read from the cached version on, so the answer is as fresh
+    /// as a store read even when other nodes write.
     pub async fn load(&self, id: &str) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.load_bounded(id, None).await
+        let Some(cache) = &self.cache else {
+            return Ok(self.load_bounded(id, None).await?.0);
+        };
+        if let Some(cached) = cache.get(id) {
+            let stream = A::stream_id(id);
+            let events = self
+                .read_range(&stream, cached.version, Version(u64::MAX))
+                .await?;
+            match events.split_first() {
+                Some((first, tail))
+                    if first.version == cached.version && first.event_id == cached.last_event =>
+                {
+                    let (state, version) =
+                        replay::<A>(&stream, cached.state, cached.version, tail)?;
+                    if let Some(last) = tail.last() {
+                        cache.put(id, &state, version, last.event_id);
+                    }
+                    return Ok(AggregateRoot::from_parts(id, state, version));
+                }
+                _ => cache.evict_stale(id),
+            }
+        }
+        Ok(self.load_into_cache(id).await?)
+    }
+
+    /// Loads `id` from the store, and caches it when it can be confirmed later.
+    async fn load_into_cache(&self, id: &str) -> Result<AggregateRoot<A>, RepositoryError> {
+        let (root, last_event) = self.load_bounded(id, None).await?;
+        if let (Some(cache), Some(last_event)) = (&self.cache, last_event) {
+            if !root.has_unusable_snapshot() {
+                cache.put(id, root.state(), root.version(), last_event);
+            }
+        }
+        Ok(root)
+    }
+
+    /// The cached aggregate `id`, as a root to run a command on, if the cache holds it.
+    fn cached_root(&self, id: &str) -> Option<AggregateRoot<A>> {
+        let cached = self.cache.as_ref()?.get(id)?;
+        Some(AggregateRoot::from_parts(id, cached.state, cached.version))
     }
 
     /// Loads the aggregate `id`, or fails with [`RepositoryError::NotFound`] if it has no
@@ -311,7 +412,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         id: &str,
         version: Version,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
-        let root = self.load_bounded(id, Some(version)).await?;
+        let (root, _) = self.load_bounded(id, Some(version)).await?;
         if root.version() < version {
             return Err(RepositoryError::VersionOutOfRange {
                 stream: A::stream_id(id),
@@ -344,11 +445,13 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         Ok(AggregateRoot::from_parts(id, state, version))
     }
 
+    /// Loads `id` up to `up_to` from the store: the root, and the id of the last event read
+    /// (the event at the root's version; `None` when no event was read).
     async fn load_bounded(
         &self,
         id: &str,
         up_to: Option<Version>,
-    ) -> Result<AggregateRoot<A>, RepositoryError> {
+    ) -> Result<(AggregateRoot<A>, Option<uuid::Uuid>), RepositoryError> {
         let stream = A::stream_id(id);
         let to = up_to.unwrap_or(Version(u64::MAX));
         let unusable = match self.usable_snapshot(&stream, up_to).await? {
@@ -369,7 +472,8 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 };
                 if let Some(tail) = tail {
                     let (state, version) = replay::<A>(&stream, state, version, tail)?;
-                    return Ok(AggregateRoot::from_parts(id, state, version));
+                    let last_event = events.last().map(|event| event.event_id);
+                    return Ok((AggregateRoot::from_parts(id, state, version), last_event));
                 }
                 self.fall_back(&stream, &UnusableSnapshot::AheadOfLog { version });
                 true
@@ -383,7 +487,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         if unusable {
             root.mark_snapshot_unusable();
         }
-        Ok(root)
+        Ok((root, events.last().map(|event| event.event_id)))
     }
 
     /// Counts and logs a snapshot of `stream` that cannot be used.
@@ -529,12 +633,59 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         } else {
             ExpectedVersion::Exact(loaded)
         };
-        let outcome = self.store.append(&stream, expected, events).await?;
+        let last_event = events.last().map(|event| event.event_id);
+        let outcome = match self.store.append(&stream, expected, events).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.forget_cached(root.id(), error.is_conflict());
+                return Err(error.into());
+            }
+        };
+        self.saved(root, loaded, outcome, last_event).await;
+        Ok(Some(outcome))
+    }
+
+    /// Marks `root`, loaded at `loaded`, saved at `outcome`; takes a snapshot if one is due,
+    /// and advances the cached entry.
+    async fn saved(
+        &self,
+        root: &mut AggregateRoot<A>,
+        loaded: Version,
+        outcome: AppendOutcome,
+        last_event: Option<uuid::Uuid>,
+    ) {
+        let pending = root.pending_events().len() as u64;
         root.mark_saved(outcome.version);
+        let stream = root.stream_id();
         if crosses_snapshot_boundary(A::SNAPSHOT_EVERY, loaded, outcome.version) {
             self.take_snapshot(&stream, root).await;
         }
-        Ok(Some(outcome))
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        // Only when the store wrote exactly this batch right after the loaded version is the
+        // root's state the state at the outcome's version (an idempotent retry answers with
+        // an earlier batch's outcome).
+        match last_event {
+            Some(last_event)
+                if outcome.version.get() == loaded.get() + pending
+                    && !root.has_unusable_snapshot() =>
+            {
+                cache.put(root.id(), root.state(), outcome.version, last_event);
+            }
+            _ => cache.evict(root.id()),
+        }
+    }
+
+    /// Drops the cached entry of `id` after a failed save (`stale`: the store moved past it).
+    fn forget_cached(&self, id: &str, stale: bool) {
+        if let Some(cache) = &self.cache {
+            if stale {
+                cache.evict_stale(id);
+            } else {
+                cache.evict(id);
+            }
+        }
     }
 
     /// Writes a snapshot of `root` now, replacing whatever is stored if `root` was loaded past
@@ -614,10 +765,29 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
         let mut attempt = 0;
+        // Whether the first run was on a cached state: that run does not count against the
+        // retry policy, since its conflict only says the cache was behind.
+        let mut ran_on_cache = false;
         loop {
             attempt += 1;
-            let mut root = self.load(id).await?;
-            root.execute(&mut command).map_err(CommandError::Rejected)?;
+            let cached = if attempt == 1 {
+                self.cached_root(id)
+            } else {
+                None
+            };
+            let on_cache = cached.is_some();
+            ran_on_cache |= on_cache;
+            let mut root = match cached {
+                Some(root) => root,
+                None => self.load_into_cache(id).await?,
+            };
+            let decision = root.execute(&mut command).map(<[_]>::is_empty);
+            if on_cache && !matches!(decision, Ok(false)) {
+                // Only a save proves a cached state current: a rejection, or nothing to
+                // record, is decided again on the stored state.
+                continue;
+            }
+            decision.map_err(CommandError::Rejected)?;
             match self.save_with_metadata(&mut root, metadata).await {
                 Ok(outcome) => {
                     return Ok(Updated {
@@ -626,8 +796,11 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                         attempts: attempt,
                     })
                 }
+                Err(RepositoryError::Store(StoreError::Conflict(_))) if on_cache => {
+                    tracing::debug!(%id, "cached state was behind the store; reloading");
+                }
                 Err(RepositoryError::Store(StoreError::Conflict(conflict))) => {
-                    if attempt >= self.retry.max_attempts() {
+                    if attempt - u32::from(ran_on_cache) >= self.retry.max_attempts() {
                         return Err(CommandError::RetriesExhausted {
                             attempts: attempt,
                             last: conflict,

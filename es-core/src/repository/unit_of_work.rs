@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{crosses_snapshot_boundary, CommandError, Repository, RepositoryError, RetryPolicy};
+use super::{CommandError, Repository, RepositoryError, RetryPolicy};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::codec::CodecError;
 use crate::event::{Metadata, NewEvent};
@@ -141,6 +141,8 @@ trait Staged<'a> {
 struct StagedRoot<'a, A: Aggregate, S, P> {
     repository: &'a Repository<A, S, P>,
     root: &'a mut AggregateRoot<A>,
+    /// The id of the last event staged.
+    last_event: Option<uuid::Uuid>,
 }
 
 impl<'a, A, S, P> Staged<'a> for StagedRoot<'a, A, S, P>
@@ -154,12 +156,13 @@ where
         outcome: AppendOutcome,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let StagedRoot { repository, root } = *self;
+            let StagedRoot {
+                repository,
+                root,
+                last_event,
+            } = *self;
             let loaded = root.version();
-            root.mark_saved(outcome.version);
-            if crosses_snapshot_boundary(A::SNAPSHOT_EVERY, loaded, outcome.version) {
-                repository.take_snapshot(&root.stream_id(), root).await;
-            }
+            repository.saved(root, loaded, outcome, last_event).await;
         })
     }
 }
@@ -200,11 +203,13 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         } else {
             ExpectedVersion::Exact(loaded)
         };
+        let last_event = events.last().map(|event| event.event_id);
         unit.batches
             .push(StreamBatch::new(root.stream_id(), expected, events));
         unit.staged.push(Box::new(StagedRoot {
             repository: self,
             root,
+            last_event,
         }));
         Ok(())
     }
