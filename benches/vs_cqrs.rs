@@ -30,9 +30,12 @@
 //! default options: WAL, synchronous FULL) and `postgres` (a fresh schema on `ES_POSTGRES_URL`,
 //! skipped when it is unset).
 //!
+//! Each of this framework's read sides runs without and with the repository's aggregate cache
+//! (`+cache`: `Repository::with_cache(4096)`).
+//!
 //! Size, by environment variable: `VS_CQRS_ORDERS` (in memory, default 10,000 orders, about
-//! 69,000 commands) and `VS_CQRS_STORE_ORDERS` (SQLite and PostgreSQL, default 300, about 2,000 commands). Select
-//! with criterion's filter, for example:
+//! 69,000 commands) and `VS_CQRS_STORE_ORDERS` (SQLite and PostgreSQL, default 300 orders,
+//! about 2,000 commands). Select with criterion's filter, for example:
 //!
 //! ```text
 //! VS_CQRS_ORDERS=2000 cargo bench --bench vs_cqrs -- memory > /dev/null
@@ -172,6 +175,42 @@ async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // this framework
 
+/// Aggregates the cache holds in the `+cache` variants.
+const CACHE: usize = 4_096;
+
+/// One configuration of this framework: the read side, and whether the repository caches.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    ryw: Ryw,
+    cache: bool,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant {
+            ryw: Ryw::Registry,
+            cache: false,
+        },
+        Variant {
+            ryw: Ryw::Daemon,
+            cache: false,
+        },
+        Variant {
+            ryw: Ryw::Registry,
+            cache: true,
+        },
+        Variant {
+            ryw: Ryw::Daemon,
+            cache: true,
+        },
+    ];
+
+    fn name(self) -> String {
+        let cache = if self.cache { "+cache" } else { "" };
+        format!("{}{cache}", self.ryw.name())
+    }
+}
+
 /// How a command's caller waits for the order summary to show its write.
 #[derive(Clone, Copy, Debug)]
 enum Ryw {
@@ -225,11 +264,14 @@ impl<S: EventStore + SnapshotStore + Subscribe + ProjectionStore + Clone + 'stat
 {
 }
 
-async fn run_es<S: BenchStore>(store: S, ryw: Ryw, plan: &Plan) -> Duration {
-    let repository =
-        Arc::new(Repository::<Order, _>::new(store.clone()).with_codec(CodecId::Postcard));
+async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan) -> Duration {
+    let mut repository = Repository::<Order, _>::new(store.clone()).with_codec(CodecId::Postcard);
+    if variant.cache {
+        repository = repository.with_cache(CACHE);
+    }
+    let repository = Arc::new(repository);
     let mut daemon = None;
-    let reader = Arc::new(match ryw {
+    let reader = Arc::new(match variant.ryw {
         Ryw::Registry => Reader::Registry {
             registry: tokio::sync::Mutex::new(
                 ProjectionRegistry::new()
@@ -285,7 +327,11 @@ fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
     let (framework, cqrs_rows) = cqrs_framework();
     runtime.block_on(run_cqrs(framework, plan));
     let store = InMemory::new();
-    runtime.block_on(run_es(store.clone(), Ryw::Registry, plan));
+    let variant = Variant {
+        ryw: Ryw::Registry,
+        cache: true,
+    };
+    runtime.block_on(run_es(store.clone(), variant, plan));
     let mut registry = ProjectionRegistry::new()
         .with(OrderSummaries::default())
         .unwrap();
@@ -353,11 +399,11 @@ fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
                     .sum()
             });
         });
-        for ryw in [Ryw::Registry, Ryw::Daemon] {
-            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+        for variant in Variant::ALL {
+            group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
-                        .map(|_| runtime.block_on(run_es(InMemory::new(), ryw, &plan)))
+                        .map(|_| runtime.block_on(run_es(InMemory::new(), variant, &plan)))
                         .sum()
                 });
             });
@@ -372,8 +418,8 @@ fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
     let files = AtomicU64::new(0);
     for (mode, plan) in modes(orders) {
         let mut group = group_for(criterion, &format!("vs_cqrs/sqlite/{mode}"), &plan);
-        for ryw in [Ryw::Registry, Ryw::Daemon] {
-            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+        for variant in Variant::ALL {
+            group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
                         .map(|_| {
@@ -382,7 +428,7 @@ fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
                                 .join(format!("{}.db", files.fetch_add(1, Ordering::Relaxed)));
                             runtime.block_on(async {
                                 let store = Sqlite::open(&path).await.expect("SQLite opens");
-                                let elapsed = run_es(store.clone(), ryw, &plan).await;
+                                let elapsed = run_es(store.clone(), variant, &plan).await;
                                 store.close().await;
                                 elapsed
                             })
@@ -405,8 +451,8 @@ fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
     let prefix = format!("es_vs_cqrs_{}", std::process::id());
     for (mode, plan) in modes(orders) {
         let mut group = group_for(criterion, &format!("vs_cqrs/postgres/{mode}"), &plan);
-        for ryw in [Ryw::Registry, Ryw::Daemon] {
-            group.bench_function(BenchmarkId::new("es", ryw.name()), |b| {
+        for variant in Variant::ALL {
+            group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
                         .map(|_| {
@@ -418,7 +464,7 @@ fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
                                     .with_pool_size(8);
                                 let store =
                                     Postgres::connect_with(options).await.expect("PostgreSQL");
-                                let elapsed = run_es(store.clone(), ryw, &plan).await;
+                                let elapsed = run_es(store.clone(), variant, &plan).await;
                                 drop_schema(&url, &schema).await;
                                 store.close().await;
                                 elapsed
