@@ -20,6 +20,9 @@
 //!   one `tokio::sync::Mutex` shared by all lanes.
 //! - `es/daemon`: `Repository::update`, then `DaemonClient::wait_for(position)` on a
 //!   `ProjectionDaemon` running `OrderSummaries`.
+//! - `es/shared`: `Repository::update`, then `SharedRegistry::wait_for(position)`: the same
+//!   registry shared without a mutex around each wait; one catch-up serves every waiter it
+//!   passes, and a waiter already served makes no store call.
 //!
 //! Modes: `sequential` (one lane) and `16-tasks` (orders dealt round-robin to 16 lanes running
 //! concurrently). Everything runs on one multi-threaded Tokio runtime with 2 workers (the
@@ -54,7 +57,7 @@ use es_core::store::postgres::{Postgres, PostgresOptions};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
     CodecId, DaemonClient, EventStore, GlobalPosition, InMemory, ProjectionDaemon,
-    ProjectionRegistry, ProjectionStore, Repository, SnapshotStore, Subscribe,
+    ProjectionRegistry, ProjectionStore, Repository, SharedRegistry, SnapshotStore, Subscribe,
 };
 use order_example::load::Workload;
 use order_example::read_models::OrderSummaries;
@@ -68,7 +71,7 @@ const WAVE: usize = 64;
 /// Lanes of the concurrent mode.
 const TASKS: usize = 16;
 /// How long a read-your-writes wait may take before the run is broken.
-const PATIENCE: Duration = Duration::from_secs(60);
+const PATIENCE: Duration = Duration::from_mins(1);
 const URL_VARIABLE: &str = "ES_POSTGRES_URL";
 
 /// One command of one order.
@@ -186,7 +189,7 @@ struct Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 4] = [
+    const ALL: [Variant; 6] = [
         Variant {
             ryw: Ryw::Registry,
             cache: false,
@@ -201,6 +204,14 @@ impl Variant {
         },
         Variant {
             ryw: Ryw::Daemon,
+            cache: true,
+        },
+        Variant {
+            ryw: Ryw::Shared,
+            cache: false,
+        },
+        Variant {
+            ryw: Ryw::Shared,
             cache: true,
         },
     ];
@@ -218,6 +229,8 @@ enum Ryw {
     Registry,
     /// `DaemonClient::wait_for` on a running daemon.
     Daemon,
+    /// `SharedRegistry::wait_for`.
+    Shared,
 }
 
 impl Ryw {
@@ -225,6 +238,7 @@ impl Ryw {
         match self {
             Ryw::Registry => "registry",
             Ryw::Daemon => "daemon",
+            Ryw::Shared => "shared",
         }
     }
 }
@@ -236,6 +250,7 @@ enum Reader<S> {
         store: S,
     },
     Daemon(DaemonClient),
+    Shared(SharedRegistry<S>),
 }
 
 impl<S: EventStore> Reader<S> {
@@ -246,6 +261,12 @@ impl<S: EventStore> Reader<S> {
                     .lock()
                     .await
                     .catch_up_to(store, position)
+                    .await
+                    .expect("the summary catches up");
+            }
+            Reader::Shared(shared) => {
+                shared
+                    .wait_for(position)
                     .await
                     .expect("the summary catches up");
             }
@@ -281,6 +302,13 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan) -> Durat
             ),
             store: store.clone(),
         },
+        Ryw::Shared => Reader::Shared(SharedRegistry::new(
+            ProjectionRegistry::new()
+                .with(OrderSummaries::default())
+                .unwrap()
+                .with_wait_timeout(PATIENCE),
+            store.clone(),
+        )),
         Ryw::Daemon => {
             let started = ProjectionDaemon::builder()
                 .with(OrderSummaries::default())

@@ -55,6 +55,7 @@ impl std::fmt::Display for TooLow {
 impl std::error::Error for TooLow {}
 
 impl Counter {
+    #[allow(clippy::unnecessary_wraps)] // the shape every command has
     fn bump(&self) -> Result<Vec<CounterEvent>, TooLow> {
         Ok(vec![Bumped { seen: self.count }.into()])
     }
@@ -91,11 +92,11 @@ async fn two_nodes_race<S>(node_a: S, node_b: S)
 where
     S: EventStore + es_core::SnapshotStore + 'static,
 {
-    const TASKS: u64 = 4;
-    const COMMANDS: u64 = 25;
-    const STREAMS: u64 = 3;
+    const TASKS: usize = 4;
+    const COMMANDS: usize = 25;
+    const STREAMS: usize = 3;
     let nodes = [Arc::new(node(node_a)), Arc::new(node(node_b))];
-    let saved: Arc<[AtomicU64; STREAMS as usize]> = Arc::new(Default::default());
+    let saved: Arc<[AtomicU64; STREAMS]> = Arc::new(Default::default());
     let mut tasks = tokio::task::JoinSet::new();
     for (index, repository) in nodes.iter().enumerate() {
         for task in 0..TASKS {
@@ -103,7 +104,7 @@ where
             tasks.spawn(async move {
                 for command in 0..COMMANDS {
                     // Each task walks the counters in its own order.
-                    let counter = (command + task + index as u64) % STREAMS;
+                    let counter = (command + task + index) % STREAMS;
                     let updated = repository
                         .update(&format!("c{counter}"), Counter::bump)
                         .await
@@ -113,7 +114,7 @@ where
                         updated.root.version().get(),
                         "the saved state is the state at its version"
                     );
-                    saved[counter as usize].fetch_add(1, Ordering::Relaxed);
+                    saved[counter].fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -130,7 +131,7 @@ where
             .read_stream(&stream, VersionRange::all())
             .await
             .expect("the stream reads");
-        let successes = saved[counter as usize].load(Ordering::Relaxed);
+        let successes = saved[counter].load(Ordering::Relaxed);
         assert_eq!(
             events.len() as u64,
             successes,
@@ -153,7 +154,7 @@ where
         }
         total += successes;
     }
-    assert_eq!(total, 2 * TASKS * COMMANDS);
+    assert_eq!(total, (2 * TASKS * COMMANDS) as u64);
     let stats: Vec<_> = nodes
         .iter()
         .map(|repository| repository.cache_stats().expect("a cache"))

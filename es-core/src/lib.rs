@@ -30,7 +30,7 @@ pub use lease::{Fence, Lease, LeaseStore};
 pub use projection::daemon::{DaemonClient, ProjectionDaemon};
 pub use projection::{
     AsOf, CatchUpReport, DuplicateProjection, HistoricalView, InfallibleProjection, Progress,
-    Projection, ProjectionError, ProjectionRegistry, RestoreReport,
+    Projection, ProjectionError, ProjectionRegistry, RestoreReport, SharedRegistry,
 };
 pub use repository::{
     retry_on_conflict, CacheStats, CommandError, Repository, RepositoryError, RetryPolicy,

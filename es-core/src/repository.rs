@@ -370,7 +370,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 _ => cache.evict_stale(id),
             }
         }
-        Ok(self.load_into_cache(id).await?)
+        self.load_into_cache(id).await
     }
 
     /// Loads `id` from the store, and caches it when it can be confirmed later.

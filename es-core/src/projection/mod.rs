@@ -18,7 +18,11 @@
 //!   tried again on the next run: never swallowed, never skipped.
 //! - [`catch_up_to`](ProjectionRegistry::catch_up_to) waits (bounded) until every read model
 //!   has seen a given position, such as the [`AppendOutcome::position`](crate::AppendOutcome)
-//!   of your own write: read-your-writes.
+//!   of your own write: read-your-writes. For many tasks writing at once, share the registry
+//!   as a [`SharedRegistry`]: one catch-up at a time serves every waiter whose write it
+//!   passes, and a waiter already served makes no store call. A running
+//!   [`ProjectionDaemon`](crate::ProjectionDaemon) offers the same wait on its own checkpoints
+//!   ([`DaemonClient::wait_for`](daemon::DaemonClient::wait_for)).
 //! - [`as_of`](ProjectionRegistry::as_of) builds fresh copies of the read models as they were
 //!   at a global position or a point in time ([`AsOf`]).
 //! - [`save_to`](ProjectionRegistry::save_to) and
@@ -66,6 +70,7 @@
 pub mod daemon;
 mod error;
 mod registry;
+mod shared;
 #[cfg(feature = "sqlite")]
 pub mod table;
 #[cfg(test)]
@@ -81,6 +86,7 @@ use crate::types::{GlobalPosition, Timestamp};
 
 pub use error::{DuplicateProjection, ProjectionError};
 pub use registry::{HistoricalView, ProjectionRegistry, RestoreReport};
+pub use shared::SharedRegistry;
 
 /// A read model: state folded from the recorded events it cares about.
 ///

@@ -346,6 +346,50 @@ impl ProjectionRegistry {
         }
     }
 
+    /// How long [`catch_up_to`](ProjectionRegistry::catch_up_to) waits for a position.
+    #[must_use]
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
+    /// Applies what the log shows after the lowest checkpoint, page by page, until a page
+    /// comes back short: one `read_all` per page and nothing else (no `last_position`, so on
+    /// PostgreSQL the gap-safe bound is computed once per page). Burned positions after the
+    /// last event are not skipped over, unlike in [`catch_up`](ProjectionRegistry::catch_up):
+    /// the next run reads past them.
+    pub(super) async fn catch_up_pages<S: EventStore>(
+        &mut self,
+        store: &S,
+    ) -> Result<CatchUpReport, ProjectionError> {
+        let mut after = lowest_checkpoint(&self.entries);
+        let mut events = 0;
+        if self.entries.is_empty() {
+            return Ok(CatchUpReport::default());
+        }
+        loop {
+            let page = store.read_all(after, self.page_size).await?;
+            for event in &page {
+                let position = event.global_position;
+                if position <= after {
+                    return Err(ProjectionError::OutOfOrder {
+                        previous: after,
+                        found: position,
+                    });
+                }
+                apply_to_entries(&mut self.entries, event, true)?;
+                after = position;
+                events += 1;
+            }
+            if page.len() < self.page_size {
+                break;
+            }
+        }
+        Ok(CatchUpReport {
+            events,
+            position: lowest_checkpoint(&self.entries),
+        })
+    }
+
     /// Forgets every applied event: resets each read model and its checkpoint.
     pub fn reset(&mut self) {
         for entry in &mut self.entries {
@@ -563,6 +607,34 @@ struct Bound {
     until: Option<Timestamp>,
 }
 
+/// Applies `event` to every entry that has not seen it (only marks it seen when not
+/// `visible`), advancing their checkpoints to it.
+fn apply_to_entries(
+    entries: &mut [Entry],
+    event: &RecordedEvent,
+    visible: bool,
+) -> Result<(), ProjectionError> {
+    let position = event.global_position;
+    for entry in entries.iter_mut() {
+        if entry.checkpoint >= position {
+            continue;
+        }
+        if visible && entry.model.handles(event) {
+            entry
+                .model
+                .apply(event)
+                .map_err(|source| ProjectionError::Apply {
+                    projection: entry.model.name(),
+                    position,
+                    event_type: event.event_type.clone(),
+                    source,
+                })?;
+        }
+        entry.checkpoint = position;
+    }
+    Ok(())
+}
+
 /// Reads the log from the lowest checkpoint in pages and applies each event to every entry
 /// that has not seen it, in position order.
 async fn run<S: EventStore>(
@@ -608,23 +680,7 @@ async fn run<S: EventStore>(
                 break;
             }
             let visible = bound.until.is_none_or(|until| event.recorded_at <= until);
-            for entry in entries.iter_mut() {
-                if entry.checkpoint >= position {
-                    continue;
-                }
-                if visible && entry.model.handles(event) {
-                    entry
-                        .model
-                        .apply(event)
-                        .map_err(|source| ProjectionError::Apply {
-                            projection: entry.model.name(),
-                            position,
-                            event_type: event.event_type.clone(),
-                            source,
-                        })?;
-                }
-                entry.checkpoint = position;
-            }
+            apply_to_entries(entries, event, visible)?;
             after = position;
             events += 1;
             if position == target {

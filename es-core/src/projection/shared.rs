@@ -1,0 +1,252 @@
+//! Read-your-writes for many tasks at once: one registry, one catch-up at a time, serving every
+//! waiter whose position it passes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::store::EventStore;
+use crate::types::GlobalPosition;
+
+use super::{ProjectionError, ProjectionRegistry};
+
+/// The first pause between two catch-ups while a position is not visible yet.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest pause between two catch-ups.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A [`ProjectionRegistry`] shared by many tasks, each waiting until the read models show its
+/// own write: read-your-writes that scales with the number of writers.
+///
+/// [`ProjectionRegistry::catch_up_to`] needs `&mut` access, so tasks sharing a registry take
+/// turns behind one lock, and each turn asks the store for the end of the log first. Here:
+///
+/// - A waiter whose position the read models have already seen returns at once, without any
+///   store call and without waiting for the lock.
+/// - Otherwise it queues for the lock. Whoever holds it runs one catch-up to the end of what
+///   the log shows (reading pages until a short one, one `read_all` per page; on PostgreSQL the
+///   gap-safe bound is computed once per page), so every waiter whose write committed before
+///   that run is served by it and returns, when its turn comes, without a store call.
+/// - A position the log does not show yet (a write still committing elsewhere) is polled for,
+///   with growing pauses (1 ms up to 50 ms) during which the lock is free.
+/// - Every wait is bounded by the registry's
+///   [wait timeout](ProjectionRegistry::with_wait_timeout), whether it is queued, catching up or
+///   pausing: [`ProjectionError::PositionNotReached`] when it runs out. A catch-up cut short by
+///   a timeout leaves every checkpoint matching what its read model has applied.
+/// - A failing catch-up (a read model's error, the store's) is returned to the waiter that ran
+///   it; every other waiter still behind runs its own and sees the failure too.
+///
+/// The first catch-up is a full [`catch_up`](ProjectionRegistry::catch_up), which also checks
+/// that no checkpoint is past the end of the log ([`ProjectionError::CheckpointAhead`]).
+///
+/// Running a [`ProjectionDaemon`](crate::ProjectionDaemon) instead? Its
+/// [`DaemonClient::wait_for`](crate::projection::daemon::DaemonClient::wait_for) gives the same
+/// read-your-writes without any lock: waiters watch the daemon's checkpoints, which a task of
+/// its own advances as the log grows. Pick the daemon when the read models should stay current
+/// whether or not anyone waits, this type when catch-ups should run only on demand, in the
+/// writers' own tasks.
+///
+/// Cloning is cheap: clones share the registry.
+///
+/// # Examples
+///
+/// ```
+/// # use es_core::projection::{InfallibleProjection, ProjectionRegistry, SharedRegistry};
+/// # use es_core::{CodecId, EventStore, ExpectedVersion, InMemory, Metadata, NewEvent};
+/// # use es_core::{RecordedEvent, StreamId};
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// # struct EventCount(u64);
+/// # impl InfallibleProjection for EventCount {
+/// #     const NAME: &'static str = "event-count";
+/// #     fn apply(&mut self, _event: &RecordedEvent) { self.0 += 1 }
+/// #     fn reset(&mut self) { self.0 = 0 }
+/// # }
+/// # fn counted() -> NewEvent {
+/// #     NewEvent {
+/// #         event_id: uuid::Uuid::now_v7(),
+/// #         event_type: "Counted".into(),
+/// #         schema_version: 1,
+/// #         codec: CodecId::Json,
+/// #         payload: b"{}".to_vec().into(),
+/// #         metadata: Metadata::default(),
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = InMemory::new();
+/// let registry = ProjectionRegistry::new().with(EventCount::default())?;
+/// let shared = SharedRegistry::new(registry, store.clone());
+///
+/// let mut writers = tokio::task::JoinSet::new();
+/// for writer in 0..8 {
+///     let (store, shared) = (store.clone(), shared.clone());
+///     writers.spawn(async move {
+///         let stream = StreamId::new("counter", writer.to_string());
+///         let written = store
+///             .append(&stream, ExpectedVersion::NoStream, vec![counted()])
+///             .await
+///             .expect("a new stream");
+///         // Returns once the read models have seen this task's own event.
+///         shared.wait_for(written.position).await.expect("caught up");
+///         shared.read(|registry| registry.get::<EventCount>().map(|count| count.0)).await
+///     });
+/// }
+/// while let Some(seen) = writers.join_next().await {
+///     // Each writer saw at least its own event.
+///     assert!(seen?.is_some_and(|count| count >= 1));
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct SharedRegistry<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for SharedRegistry<S> {
+    fn clone(&self) -> Self {
+        SharedRegistry {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for SharedRegistry<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRegistry")
+            .field(
+                "position",
+                &GlobalPosition(self.inner.reached.load(Ordering::Acquire)),
+            )
+            .field("wait_timeout", &self.inner.wait_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    store: S,
+    registry: Mutex<Locked>,
+    /// The lowest checkpoint after the last catch-up: every read model has seen it.
+    reached: AtomicU64,
+    wait_timeout: Duration,
+    /// No read model registered: every position counts as seen.
+    empty: bool,
+}
+
+struct Locked {
+    registry: ProjectionRegistry,
+    /// Whether a full catch-up (with its checks) has run.
+    checked: bool,
+}
+
+impl<S: EventStore> SharedRegistry<S> {
+    /// Shares `registry`, catching up from `store`.
+    #[must_use]
+    pub fn new(registry: ProjectionRegistry, store: S) -> Self {
+        SharedRegistry {
+            inner: Arc::new(Inner {
+                store,
+                reached: AtomicU64::new(registry.position().get()),
+                wait_timeout: registry.wait_timeout(),
+                empty: registry.is_empty(),
+                registry: Mutex::new(Locked {
+                    registry,
+                    checked: false,
+                }),
+            }),
+        }
+    }
+
+    /// The position every read model has seen, as of the last catch-up.
+    #[must_use]
+    pub fn position(&self) -> GlobalPosition {
+        GlobalPosition(self.inner.reached.load(Ordering::Acquire))
+    }
+
+    /// Waits until every read model has seen `position` (pass the
+    /// [`AppendOutcome::position`](crate::AppendOutcome) of your own append), catching up as
+    /// described on the [type](SharedRegistry); returns the position they have seen, at or
+    /// past `position`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::PositionNotReached`] when the wait timeout runs out first, and the
+    /// errors of [`ProjectionRegistry::catch_up`] from a catch-up this wait ran.
+    pub async fn wait_for(
+        &self,
+        position: GlobalPosition,
+    ) -> Result<GlobalPosition, ProjectionError> {
+        let reached = self.position();
+        if reached >= position || self.inner.empty {
+            return Ok(reached);
+        }
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.inner.wait_timeout;
+        let mut pause = FIRST_POLL_INTERVAL;
+        loop {
+            let Ok(mut locked) =
+                tokio::time::timeout_at(deadline, self.inner.registry.lock()).await
+            else {
+                return Err(self.not_reached(position, started));
+            };
+            // The run that held the lock may have served this wait.
+            let reached = self.position();
+            if reached >= position {
+                return Ok(reached);
+            }
+            let store = &self.inner.store;
+            let run = async {
+                if locked.checked {
+                    locked.registry.catch_up_pages(store).await
+                } else {
+                    let report = locked.registry.catch_up(store).await;
+                    locked.checked = report.is_ok();
+                    report
+                }
+            };
+            match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(report)) => {
+                    self.inner
+                        .reached
+                        .fetch_max(report.position.get(), Ordering::AcqRel);
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_elapsed) => {
+                    // Cut short between two events: the checkpoints match what was applied.
+                    let seen = locked.registry.position().get();
+                    self.inner.reached.fetch_max(seen, Ordering::AcqRel);
+                    return Err(self.not_reached(position, started));
+                }
+            }
+            drop(locked);
+            let reached = self.position();
+            if reached >= position {
+                return Ok(reached);
+            }
+            // The log does not show the position yet: let others run, and look again.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(self.not_reached(position, started));
+            }
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(MAX_POLL_INTERVAL);
+        }
+    }
+
+    /// Runs `query` on the registry (after any catch-up in progress): read the read models
+    /// with [`ProjectionRegistry::get`].
+    pub async fn read<R>(&self, query: impl FnOnce(&ProjectionRegistry) -> R) -> R {
+        query(&self.inner.registry.lock().await.registry)
+    }
+
+    fn not_reached(&self, requested: GlobalPosition, started: Instant) -> ProjectionError {
+        ProjectionError::PositionNotReached {
+            requested,
+            reached: self.position(),
+            waited: started.elapsed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
