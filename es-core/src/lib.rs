@@ -38,8 +38,8 @@ pub use repository::{
 };
 pub use schema::SchemaTraceError;
 pub use snapshot::{
-    NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotLocation,
-    SnapshotStore, UnusableSnapshot,
+    NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotAndEvents,
+    SnapshotLocation, SnapshotStore, UnusableSnapshot,
 };
 #[cfg(feature = "postgres")]
 pub use store::postgres::{Postgres, PostgresOptions};

@@ -10,7 +10,8 @@ use crate::clock::Clock;
 use crate::codec::{CodecError, CodecId};
 use crate::event::{DecodeError, Metadata, NewEvent, RecordedEvent};
 use crate::snapshot::{
-    NoSnapshots, SameStore, Snapshot, SnapshotLocation, SnapshotStore, UnusableSnapshot,
+    NoSnapshots, SameStore, Snapshot, SnapshotAndEvents, SnapshotLocation, SnapshotStore,
+    UnusableSnapshot,
 };
 use crate::store::{
     AppendOutcome, Conflict, EventStore, ExpectedVersion, StoreError, VersionRange,
@@ -447,6 +448,11 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
 
     /// Loads `id` up to `up_to` from the store: the root, and the id of the last event read
     /// (the event at the root's version; `None` when no event was read).
+    ///
+    /// The snapshot and the events after it come in one call
+    /// ([`SnapshotLocation::load_snapshot_and_events`]: one round trip on PostgreSQL, one
+    /// reader-thread hop on SQLite); only a snapshot that turns out unusable costs a second
+    /// read, of the whole stream.
     async fn load_bounded(
         &self,
         id: &str,
@@ -454,21 +460,33 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     ) -> Result<(AggregateRoot<A>, Option<uuid::Uuid>), RepositoryError> {
         let stream = A::stream_id(id);
         let to = up_to.unwrap_or(Version(u64::MAX));
-        let unusable = match self.usable_snapshot(&stream, up_to).await? {
+        // A state whose shape cannot be traced is never snapshotted (logged once per type).
+        let Ok(fingerprint) = A::snapshot_fingerprint() else {
+            let events = self.read_range(&stream, Version(1), to).await?;
+            return Self::replay_all(id, &stream, &events, false);
+        };
+        let read = self
+            .snapshots
+            .load_snapshot_and_events(&self.store, &stream, to)
+            .await?;
+        let first = SnapshotAndEvents::first_version(
+            read.snapshot.as_ref().ok().and_then(Option::as_ref),
+            to,
+        );
+        let events = read.events;
+        let found = self.usable_snapshot(&stream, read.snapshot, up_to, fingerprint);
+        let unusable = match found {
             Found::Usable(state, version) => {
-                // Read from the snapshot's own version: its event must exist, or the snapshot
-                // is ahead of the log (a snapshot store that outlived a restored or truncated
-                // event store) and would describe events that never happened.
+                // The events start at the snapshot's own version: its event must exist, or
+                // the snapshot is ahead of the log (a snapshot store that outlived a restored
+                // or truncated event store) and would describe events that never happened.
                 // A snapshot at version 0 is the state before any event: nothing to confirm.
-                let confirm = version != Version::INITIAL;
-                let from = if confirm { version } else { Version(1) };
-                let events = self.read_range(&stream, from, to).await?;
-                let tail = if confirm {
+                let tail = if version == Version::INITIAL {
+                    Some(&events[..])
+                } else {
                     events
                         .split_first()
                         .and_then(|(first, tail)| (first.version == version).then_some(tail))
-                } else {
-                    Some(&events[..])
                 };
                 if let Some(tail) = tail {
                     let (state, version) = replay::<A>(&stream, state, version, tail)?;
@@ -481,10 +499,23 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             Found::Unusable => true,
             Found::None => false,
         };
+        if first == Version(1) {
+            return Self::replay_all(id, &stream, &events, unusable);
+        }
         let events = self.read_range(&stream, Version(1), to).await?;
-        let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
+        Self::replay_all(id, &stream, &events, unusable)
+    }
+
+    /// The aggregate `id` from all of its `events`, from the first.
+    fn replay_all(
+        id: &str,
+        stream: &StreamId,
+        events: &[RecordedEvent],
+        unusable_snapshot: bool,
+    ) -> Result<(AggregateRoot<A>, Option<uuid::Uuid>), RepositoryError> {
+        let (state, version) = replay::<A>(stream, A::default(), Version::INITIAL, events)?;
         let mut root = AggregateRoot::from_parts(id, state, version);
-        if unusable {
+        if unusable_snapshot {
             root.mark_snapshot_unusable();
         }
         Ok((root, events.last().map(|event| event.event_id)))
@@ -525,33 +556,27 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             .await?)
     }
 
-    /// The stream's snapshot, decoded, if there is one this aggregate can start from.
+    /// The stream's snapshot as read, decoded, if it is one this aggregate can start from.
     ///
     /// A snapshot that cannot be used is never an error: the events are the truth and the
-    /// caller replays them. Only a store that cannot be reached at all fails the load (the
-    /// replay could not read the events either).
-    async fn usable_snapshot(
+    /// caller replays them (a store that cannot be reached at all failed the read already).
+    fn usable_snapshot(
         &self,
         stream: &StreamId,
+        read: Result<Option<Snapshot>, StoreError>,
         up_to: Option<Version>,
-    ) -> Result<Found<A>, RepositoryError> {
-        // A state whose shape cannot be traced is never snapshotted (logged once per type).
-        let Ok(fingerprint) = A::snapshot_fingerprint() else {
-            return Ok(Found::None);
-        };
-        let snapshot = match self.snapshots().load_snapshot(stream).await {
+        fingerprint: u64,
+    ) -> Found<A> {
+        let snapshot = match read {
             Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Ok(Found::None),
-            Err(error @ (StoreError::Connection(_) | StoreError::Closed)) => {
-                return Err(error.into())
-            }
+            Ok(None) => return Found::None,
             Err(error) => {
                 self.fall_back(stream, &UnusableSnapshot::Unreadable(error));
-                return Ok(Found::Unusable);
+                return Found::Unusable;
             }
         };
         if up_to.is_some_and(|bound| snapshot.version > bound) {
-            return Ok(Found::None);
+            return Found::None;
         }
         if snapshot.fingerprint != fingerprint {
             self.fall_back(
@@ -561,10 +586,10 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                     current: fingerprint,
                 },
             );
-            return Ok(Found::Unusable);
+            return Found::Unusable;
         }
         match snapshot.codec.decode::<A>(&snapshot.state) {
-            Ok(state) => Ok(Found::Usable(state, snapshot.version)),
+            Ok(state) => Found::Usable(state, snapshot.version),
             Err(error) => {
                 self.fall_back(
                     stream,
@@ -573,7 +598,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                         source: error,
                     },
                 );
-                Ok(Found::Unusable)
+                Found::Unusable
             }
         }
     }

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{CodecError, CodecId};
+use crate::event::RecordedEvent;
 use crate::lease::Fence;
-use crate::store::StoreError;
+use crate::store::{EventStore, StoreError, VersionRange};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// An aggregate's encoded state after the event at `version`.
@@ -117,6 +118,30 @@ pub trait SnapshotStore: Send + Sync {
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
 
+    /// What a load of `stream` up to version `to` reads, in one call: the latest snapshot and
+    /// the stream's events from [`SnapshotAndEvents::first_version`] to `to`, both as of one
+    /// moment (a snapshot saved in between never pairs with events read before it).
+    ///
+    /// The default makes the two calls ([`load_snapshot`](SnapshotStore::load_snapshot), then
+    /// [`read_stream`](EventStore::read_stream)). The SQLite store answers on one reader-thread
+    /// hop in one read transaction, the PostgreSQL store in one round trip. (Through a
+    /// reference, `Arc` or `Box`, the default runs.)
+    ///
+    /// # Errors
+    /// A store that cannot be reached ([`StoreError::Connection`], [`StoreError::Closed`]) and
+    /// a failure to read the events. A snapshot row that cannot be read is no error of the
+    /// call: it is returned in [`SnapshotAndEvents::snapshot`], with the events from version 1.
+    fn load_snapshot_and_events(
+        &self,
+        stream: &StreamId,
+        to: Version,
+    ) -> impl Future<Output = Result<SnapshotAndEvents, StoreError>> + Send
+    where
+        Self: EventStore + Sized,
+    {
+        load_in_two_calls(self, self, stream, to)
+    }
+
     /// Counts one snapshot of `stream` that a repository found unusable and replaced by a
     /// replay from events.
     fn record_snapshot_fallback(&self, stream: &StreamId);
@@ -124,6 +149,67 @@ pub trait SnapshotStore: Send + Sync {
     /// How many snapshot fallbacks were recorded on this store (all repositories, all clones)
     /// since it was opened.
     fn snapshot_fallbacks(&self) -> u64;
+}
+
+/// A stream's latest snapshot and the events a load replays with it, from
+/// [`SnapshotStore::load_snapshot_and_events`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SnapshotAndEvents {
+    /// The stored snapshot: `Ok(None)` when there is none, `Err` when its row cannot be read.
+    pub snapshot: Result<Option<Snapshot>, StoreError>,
+    /// The stream's events from [`first_version`](SnapshotAndEvents::first_version) up to the
+    /// version asked for, in version order.
+    pub events: Vec<RecordedEvent>,
+}
+
+impl SnapshotAndEvents {
+    /// The snapshot and events read for a load.
+    #[must_use]
+    pub fn new(snapshot: Result<Option<Snapshot>, StoreError>, events: Vec<RecordedEvent>) -> Self {
+        SnapshotAndEvents { snapshot, events }
+    }
+
+    /// The version the events of a load up to `to` start at, given the snapshot read: the
+    /// snapshot's own version when it lies between 1 and `to` (its event confirms that the
+    /// snapshot describes the log, and the events after it are the tail to replay), else 1.
+    #[must_use]
+    pub fn first_version(snapshot: Option<&Snapshot>, to: Version) -> Version {
+        match snapshot {
+            Some(snapshot) if snapshot.version >= Version(1) && snapshot.version <= to => {
+                snapshot.version
+            }
+            _ => Version(1),
+        }
+    }
+}
+
+/// [`SnapshotStore::load_snapshot_and_events`] as two calls: the snapshot from `snapshots`,
+/// then the events from `events`.
+async fn load_in_two_calls<P, S>(
+    snapshots: &P,
+    events: &S,
+    stream: &StreamId,
+    to: Version,
+) -> Result<SnapshotAndEvents, StoreError>
+where
+    P: SnapshotStore + ?Sized,
+    S: EventStore + ?Sized,
+{
+    let snapshot = match snapshots.load_snapshot(stream).await {
+        Err(error @ (StoreError::Connection(_) | StoreError::Closed)) => return Err(error),
+        other => other,
+    };
+    let from =
+        SnapshotAndEvents::first_version(snapshot.as_ref().ok().and_then(Option::as_ref), to);
+    let events = if from > to {
+        Vec::new()
+    } else {
+        events
+            .read_stream(stream, VersionRange { from, to })
+            .await?
+    };
+    Ok(SnapshotAndEvents { snapshot, events })
 }
 
 /// A repository without snapshots: saves nothing, finds nothing.
@@ -148,6 +234,24 @@ pub trait SnapshotLocation<S>: Send + Sync {
 
     /// The snapshot store, given the repository's event store.
     fn resolve<'a>(&'a self, store: &'a S) -> &'a Self::Store;
+
+    /// What a load of `stream` up to `to` reads: the snapshot from this location, the events
+    /// from `store` (see [`SnapshotStore::load_snapshot_and_events`]). In the event store
+    /// itself ([`SameStore`]) that is one call to the store; elsewhere, two calls.
+    ///
+    /// # Errors
+    /// As for [`SnapshotStore::load_snapshot_and_events`].
+    fn load_snapshot_and_events<'a>(
+        &'a self,
+        store: &'a S,
+        stream: &'a StreamId,
+        to: Version,
+    ) -> impl Future<Output = Result<SnapshotAndEvents, StoreError>> + Send + 'a
+    where
+        S: EventStore,
+    {
+        load_in_two_calls(self.resolve(store), store, stream, to)
+    }
 }
 
 impl<S: SnapshotStore> SnapshotLocation<S> for SameStore {
@@ -155,6 +259,18 @@ impl<S: SnapshotStore> SnapshotLocation<S> for SameStore {
 
     fn resolve<'a>(&'a self, store: &'a S) -> &'a S {
         store
+    }
+
+    fn load_snapshot_and_events<'a>(
+        &'a self,
+        store: &'a S,
+        stream: &'a StreamId,
+        to: Version,
+    ) -> impl Future<Output = Result<SnapshotAndEvents, StoreError>> + Send + 'a
+    where
+        S: EventStore,
+    {
+        store.load_snapshot_and_events(stream, to)
     }
 }
 

@@ -90,7 +90,9 @@ use tokio_postgres::NoTls;
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::lease::Fence;
-use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+use crate::snapshot::{
+    ProjectionStore, SavedProjection, Snapshot, SnapshotAndEvents, SnapshotStore,
+};
 use crate::store::{
     record_append, record_appends, record_read, AppendOutcome, EventStore, ExpectedVersion,
     StoreError, StreamBatch, VersionRange,
@@ -786,6 +788,63 @@ impl SnapshotStore for Postgres {
         rows.first()
             .map(|row| rows::snapshot(stream, row))
             .transpose()
+    }
+
+    /// One round trip: a read-only `REPEATABLE READ` transaction (so the snapshot and the
+    /// events come from one state of the database) whose four statements are pipelined.
+    async fn load_snapshot_and_events(
+        &self,
+        stream: &StreamId,
+        to: Version,
+    ) -> Result<SnapshotAndEvents, StoreError> {
+        if !is_storable(stream) {
+            return Ok(SnapshotAndEvents::new(Ok(None), Vec::new()));
+        }
+        let shared = &self.shared;
+        let last = to_bigint(to.get());
+        let (aggregate_type, aggregate_id) = (stream.aggregate_type(), stream.aggregate_id());
+        let checkout = Checkout::get(shared).await?;
+        let client = checkout.client();
+        let (snapshot_rows, event_rows) = checkout
+            .bounded(async {
+                let (load_snapshot, read_events) = tokio::try_join!(
+                    client.prepare_cached(&shared.sql.load_snapshot),
+                    client.prepare_cached(&shared.sql.read_stream_from_snapshot),
+                )?;
+                let snapshot_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                    [&aggregate_type, &aggregate_id];
+                let event_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&aggregate_type, &aggregate_id, &last];
+                // In this order, all sent before the first answer comes back.
+                let (begin, snapshot, events, commit) = tokio::join!(
+                    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+                    client.query(&load_snapshot, &snapshot_params),
+                    client.query(&read_events, &event_params),
+                    client.batch_execute("COMMIT"),
+                );
+                begin?;
+                let rows = (snapshot?, events?);
+                commit?;
+                Ok(rows)
+            })
+            .await?;
+        checkout.release();
+        let snapshot = snapshot_rows
+            .first()
+            .map(|row| rows::snapshot(stream, row))
+            .transpose();
+        let events = Shared::events(&event_rows);
+        record_read(&events);
+        let events = events?;
+        let from =
+            SnapshotAndEvents::first_version(snapshot.as_ref().ok().and_then(Option::as_ref), to);
+        if from == Version(1) && events.first().is_some_and(|event| event.version != from) {
+            // The snapshot row did not decode, but the server started the events at its
+            // version: read them from the first, as promised.
+            let events = self.read_stream(stream, VersionRange { from, to }).await?;
+            return Ok(SnapshotAndEvents::new(snapshot, events));
+        }
+        Ok(SnapshotAndEvents::new(snapshot, events))
     }
 
     fn record_snapshot_fallback(&self, _stream: &StreamId) {

@@ -126,6 +126,9 @@ pub(super) struct Sql {
     pub find_event_ids: String,
     /// `$1, $2` stream, `$3..=$4` versions.
     pub read_stream: String,
+    /// `$1, $2` stream, `$3` last version: the events from the version of the stream's
+    /// snapshot (when it lies in `1..=$3`, else from 1) to `$3`.
+    pub read_stream_from_snapshot: String,
     /// `$1, $2` stream, `$3` recorded at or before.
     pub read_stream_until: String,
     /// The position the sequence hands out next.
@@ -220,6 +223,15 @@ impl Sql {
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN $3 AND $4
+                 ORDER BY version"
+            ),
+            read_stream_from_snapshot: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version <= $3
+                   AND version >= COALESCE((
+                     SELECT version FROM {s}.snapshots
+                     WHERE aggregate_type = $1 AND aggregate_id = $2 AND version BETWEEN 1 AND $3
+                   ), 1)
                  ORDER BY version"
             ),
             read_stream_until: format!(

@@ -99,12 +99,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::lease::{check_acquire, lease_micros, Fence, Lease, LeaseStore};
 use crate::projection::table::{TableDatabase, TableStore};
-use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
+use crate::snapshot::{
+    ProjectionStore, SavedProjection, Snapshot, SnapshotAndEvents, SnapshotStore,
+};
 use crate::store::{
     check_stream_batches, record_append, record_appends, record_read, AppendOutcome, EventStore,
     ExpectedVersion, StoreError, StreamBatch, VersionRange,
 };
-use crate::types::{GlobalPosition, StreamId, Timestamp};
+use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 pub(crate) mod lease;
 mod preflight;
@@ -683,6 +685,19 @@ impl SnapshotStore for Sqlite {
         let stream = stream.clone();
         self.query(move |connection, location| reader::load_snapshot(connection, &stream, location))
             .await
+    }
+
+    /// One hop to a reader thread, one read transaction.
+    async fn load_snapshot_and_events(
+        &self,
+        stream: &StreamId,
+        to: Version,
+    ) -> Result<SnapshotAndEvents, StoreError> {
+        let stream = stream.clone();
+        self.query(move |connection, location| {
+            reader::load_snapshot_and_events(connection, &stream, to, location)
+        })
+        .await
     }
 }
 

@@ -16,7 +16,7 @@ use super::rows::{
 };
 use super::{schema, SqliteOptions};
 use crate::event::RecordedEvent;
-use crate::snapshot::{SavedProjection, Snapshot};
+use crate::snapshot::{SavedProjection, Snapshot, SnapshotAndEvents};
 use crate::store::{StoreError, VersionRange};
 use crate::subscription::{EventFilter, LogPage, SCAN_WINDOW};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
@@ -251,6 +251,29 @@ pub(super) fn load_snapshot(
         location,
     )
     .map(|found| found.into_iter().next())
+}
+
+/// The snapshot of `stream` and its events from [`SnapshotAndEvents::first_version`] to `to`,
+/// in one read transaction, so both come from one state of the file.
+pub(super) fn load_snapshot_and_events(
+    connection: &Connection,
+    stream: &StreamId,
+    to: Version,
+    location: &str,
+) -> Result<SnapshotAndEvents, StoreError> {
+    // Dropped (rolled back: it only read) when this returns.
+    let read = connection
+        .unchecked_transaction()
+        .map_err(|error| store_error(error, location))?;
+    let snapshot = load_snapshot(&read, stream, location);
+    let from =
+        SnapshotAndEvents::first_version(snapshot.as_ref().ok().and_then(Option::as_ref), to);
+    let events = if from > to {
+        Vec::new()
+    } else {
+        read_stream(&read, stream, VersionRange { from, to }, location)?
+    };
+    Ok(SnapshotAndEvents::new(snapshot, events))
 }
 
 /// The saved state of the projection `name`, if any.
