@@ -24,6 +24,7 @@
 //! Debian bookworm ships) does not know, and the TLS crypto providers, nkeys, key-value, object
 //! store, service API and websocket support are not needed here.
 
+pub mod consumer;
 pub mod envelope;
 mod escape;
 pub mod relay;
