@@ -30,7 +30,7 @@ pub struct FollowOptions {
 
 /// The daemon with the three read models (the saved inventory keeps the stock it was built
 /// with; a new one starts with `--initial-stock`).
-fn builder(context: &Context) -> anyhow::Result<DaemonBuilder> {
+pub(super) fn builder(context: &Context) -> anyhow::Result<DaemonBuilder> {
     Ok(ProjectionDaemon::builder()
         .with(OrderSummaries::default())?
         .with(Inventory::new(context.initial_stock))?
@@ -151,7 +151,11 @@ pub async fn follow(context: &Context, options: FollowOptions) -> anyhow::Result
         .context("the projection daemon failed");
     outcome?;
     stopped?;
-    // Saved by the shutdown: the store has it now.
+    print_stopped(context).await
+}
+
+/// Prints where the read models stopped, as saved by the daemon's shutdown.
+pub(super) async fn print_stopped(context: &Context) -> anyhow::Result<()> {
     let statuses = builder(context)?
         .saved_status(&context.store)
         .await
@@ -175,7 +179,9 @@ pub async fn follow(context: &Context, options: FollowOptions) -> anyhow::Result
     Ok(())
 }
 
-async fn run(
+/// Resumes and skips as asked, then prints the read models as they move until Ctrl-C, the
+/// daemon's end, or `--until`.
+pub(super) async fn run(
     context: &Context,
     daemon: &ProjectionDaemon,
     options: &FollowOptions,

@@ -1,5 +1,6 @@
 //! The command line: arguments, and one module per command.
 
+mod consume;
 mod demo;
 mod follow;
 mod generate;
@@ -118,6 +119,11 @@ enum Command {
     /// Where each read model is: checkpoint, lag, events/s and state (running, or parked
     /// with its error), as recorded in the store by the last `follow`.
     Status,
+    /// Build the three read models from NATS JetStream, where `relay` publishes the log (on
+    /// another machine, say): the events come from the broker's durable consumer, the read
+    /// models and their checkpoints are saved in `--store` (for example
+    /// `sqlite:read-models.db`). Ctrl-C stops, saving their checkpoints.
+    Consume(consume::ConsumeArgs),
     /// Generate load: valid orders from a seed (the same seed gives the same orders).
     Generate {
         /// How many orders.
@@ -183,6 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo
         | Command::Generate { .. }
         | Command::Follow { .. }
+        | Command::Consume(_)
         | Command::Serve { .. } => Access::Create,
         Command::Rebuild => Access::Existing,
         Command::History { .. }
@@ -236,6 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             follow::follow(&context, options).await
         }
+        Command::Consume(arguments) => consume::consume(&context, arguments).await,
         Command::Status => follow::status(&context).await,
         Command::Generate {
             orders,
