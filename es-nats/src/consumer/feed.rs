@@ -71,9 +71,18 @@ impl<P: ProjectionStore + 'static> JetStreamFeed<P> {
             if let Some(after) = self.after {
                 // Everything up to the start sequence is durable in every read model fed.
                 let next = self.inner.reader.sequence_after(after).await?;
-                let bounds = self.inner.reader.bounds().await?;
+                // The durable consumer goes on after the last sequence it delivered; what it
+                // delivered before (to a process that is gone) is read from the stream.
+                let delivered = self
+                    .inner
+                    .consumer
+                    .get_info()
+                    .await
+                    .map_err(StoreError::backend)?
+                    .delivered
+                    .stream_sequence;
                 self.next = next;
-                self.read_to = bounds.last;
+                self.read_to = delivered;
                 self.inner.acks.start_at(next);
                 self.after = None;
             }
