@@ -8,6 +8,7 @@
 //! variable that switches it into the consumer's role.
 
 mod nats_consumer_support;
+mod nats_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,8 @@ use es_core::{
 };
 use es_nats::consumer::{ConsumerError, ConsumerOptions, JetStreamLog};
 use es_nats::envelope::Subjects;
-use nats_consumer_support::{append_orders, create_stream, nats_url, publish_after, unique};
+use es_nats::relay::{Relay, RelayOptions};
+use nats_consumer_support::{append_orders, create_stream, publish_after, unique};
 use order_example::load::Workload;
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
 use serde::{Deserialize, Serialize};
@@ -188,6 +190,68 @@ async fn saved_floor(database: &Path) -> GlobalPosition {
     floor.unwrap_or_default()
 }
 
+/// es-nats's relay on its own task, publishing a store's log.
+struct RunningRelay {
+    status: tokio::sync::watch::Receiver<es_nats::relay::RelayStatus>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), es_nats::relay::RelayError>>,
+}
+
+impl RunningRelay {
+    /// Starts relaying `store` to stream `name` and waits until the relay has created it.
+    async fn start(
+        store: &Sqlite,
+        client: async_nats::Client,
+        name: &str,
+        subjects: Subjects,
+    ) -> RunningRelay {
+        let js = jetstream::new(client.clone());
+        let relay = Relay::new(
+            store.clone(),
+            client,
+            RelayOptions::new()
+                .with_stream_name(name)
+                .with_subjects(subjects),
+        );
+        let status = relay.status();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            relay
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while js.get_stream(name).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay did not create the stream"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        RunningRelay { status, stop, task }
+    }
+
+    async fn wait_published(&mut self, head: GlobalPosition) {
+        tokio::time::timeout(
+            DEADLINE,
+            self.status.wait_for(|status| status.published == head),
+        )
+        .await
+        .expect("the relay publishes everything")
+        .expect("the relay runs");
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("the relay task")
+            .expect("the relay stops cleanly");
+    }
+}
+
 #[test]
 fn consumer_process_read_models_equal_a_rebuild_across_sigkills() {
     const TEST: &str = "consumer_process_read_models_equal_a_rebuild_across_sigkills";
@@ -195,18 +259,22 @@ fn consumer_process_read_models_equal_a_rebuild_across_sigkills() {
         consumer(&arguments);
         return;
     }
-    let Some(url) = nats_url() else { return };
+    let Some(url) = nats_support::url() else {
+        return;
+    };
     let directory = tempfile::tempdir().expect("a temporary directory");
     let database: PathBuf = directory.path().join("read-models.db");
     let stop = directory.path().join("stop");
     let name = unique("consumer_sigkill");
     let subjects = Subjects::new(format!("es.{name}")).expect("a valid prefix");
     runtime().block_on(async {
-        let js = jetstream::new(async_nats::connect(&url).await.expect("connects"));
-        create_stream(&js, &name, &subjects).await;
+        let client = async_nats::connect(&url).await.expect("connects");
+        let js = jetstream::new(client.clone());
         let store = Sqlite::open(directory.path().join("events.db"))
             .await
             .expect("the event store opens");
+        // The relay publishes the log as it grows, on its own task, as in production.
+        let mut relay = RunningRelay::start(&store, client, &name, subjects).await;
         let mut process = Consumer::start(
             TEST,
             format!(
@@ -216,21 +284,19 @@ fn consumer_process_read_models_equal_a_rebuild_across_sigkills() {
             ),
         );
 
-        // Orders are written and published in rounds; the consumer is killed in some of
-        // them, at a different moment each time, and started again.
+        // Orders are written in rounds while the relay publishes them; the consumer is killed
+        // in some rounds, at a different moment each time, and started again.
         let mut workload = Workload::new(7);
-        let mut published = GlobalPosition::START;
         for round in 0..12_u64 {
             append_orders(&store, &mut workload, 40).await;
-            published = publish_after(&js, &subjects, &store, published).await;
+            tokio::time::sleep(Duration::from_millis(10 + 25 * (round % 5))).await;
             if round % 3 == 1 {
-                tokio::time::sleep(Duration::from_millis(50 + 70 * (round % 4))).await;
                 process.kill();
                 process.spawn(TEST);
             }
         }
         let head = store.last_position().await.expect("the head");
-        assert_eq!(published, head);
+        relay.wait_published(head).await;
 
         // The consumer gets everywhere without any more help.
         let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -267,6 +333,7 @@ fn consumer_process_read_models_equal_a_rebuild_across_sigkills() {
             .expect("the durable consumer");
         assert_eq!(info.num_ack_pending, 0, "{info:?}");
         assert_eq!(info.ack_floor.stream_sequence, head.get(), "{info:?}");
+        relay.stop().await;
         models.close().await;
         store.close().await;
     });
@@ -352,7 +419,9 @@ async fn publish_with_poison(
 
 #[test]
 fn a_poison_message_parks_the_feed_unacknowledged_until_skipped() {
-    let Some(url) = nats_url() else { return };
+    let Some(url) = nats_support::url() else {
+        return;
+    };
     let name = unique("consumer_poison");
     let subjects = Subjects::new(format!("es.{name}")).expect("a valid prefix");
     runtime().block_on(async {

@@ -1,7 +1,6 @@
-//! What the NATS suites share: the server's address (skip locally without one, fail under CI),
-//! a JetStream stream of their own per test, an Order log written to a store, and a plain
-//! publisher of a store's log (the suites that test the consumer do not depend on the relay's
-//! restart logic).
+//! What the consumer suite needs besides `nats_support`: a JetStream stream of its own per
+//! test, an Order log written to a store, and a plain publisher of a store's log (to put a
+//! message that is not an event between events, which the relay would never do).
 
 #![allow(dead_code)] // each suite uses part of it
 
@@ -15,22 +14,6 @@ use es_core::{
 use es_nats::envelope::Subjects;
 use order_example::load::Workload;
 use order_example::Order;
-
-/// The server the suites use, from `ES_NATS_URL`; `None` (the suite skips) when unset, except
-/// under CI, where a missing server is a failure.
-pub fn nats_url() -> Option<String> {
-    match std::env::var("ES_NATS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "ES_NATS_URL is not set under CI: the NATS suites would not run"
-            );
-            eprintln!("ES_NATS_URL is not set: skipping the NATS suite");
-            None
-        }
-    }
-}
 
 /// A name no other test or run uses (letters, digits and `_`, valid as a stream name and as
 /// a subject token).

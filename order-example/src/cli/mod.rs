@@ -7,6 +7,7 @@ mod generate;
 mod inspect;
 mod output;
 mod read_side;
+mod relay;
 mod serve;
 mod store;
 mod terminal;
@@ -123,6 +124,9 @@ enum Command {
     /// another machine, say): the events come from the broker's durable consumer, the read
     /// models and their checkpoints are saved in `--store` (for example
     /// `sqlite:read-models.db`). Ctrl-C stops, saving their checkpoints.
+    /// Publish the log to NATS JetStream (in position order, each event once), for `consume`
+    /// on other machines; Ctrl-C stops. A restart goes on from what the stream holds.
+    Relay(relay::RelayArgs),
     Consume(consume::ConsumeArgs),
     /// Generate load: valid orders from a seed (the same seed gives the same orders).
     Generate {
@@ -190,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Generate { .. }
         | Command::Follow { .. }
         | Command::Consume(_)
+        | Command::Relay(_)
         | Command::Serve { .. } => Access::Create,
         Command::Rebuild => Access::Existing,
         Command::History { .. }
@@ -244,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             follow::follow(&context, options).await
         }
         Command::Consume(arguments) => consume::consume(&context, arguments).await,
+        Command::Relay(arguments) => relay::relay(&context, arguments).await,
         Command::Status => follow::status(&context).await,
         Command::Generate {
             orders,
