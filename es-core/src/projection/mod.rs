@@ -68,6 +68,7 @@
 //! ```
 
 pub mod daemon;
+pub mod durable;
 mod error;
 mod registry;
 mod shared;
@@ -75,6 +76,7 @@ mod shared;
 pub mod table;
 #[cfg(test)]
 mod tests;
+pub mod worker;
 
 use std::fmt;
 

@@ -105,6 +105,7 @@ use super::{AsOf, CatchUpReport, ProjectionError};
 pub use database::{TableDatabase, TableStore, CHECKPOINT_TABLE};
 pub use sql::{Dialect, FromValue, Row, Sql, SqlError, Value};
 
+pub(crate) use database::{checkpoint_table_exists, read_checkpoint};
 pub(crate) use runner::{ErasedTable, TableRunner};
 
 /// A read model kept as rows in the store's database: see the [module docs](self).
