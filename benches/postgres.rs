@@ -79,7 +79,7 @@ async fn insert_one_statement_per_event(
                     &stream.aggregate_id(),
                     &version,
                     &event.event_id,
-                    &event.event_type,
+                    &event.event_type.as_str(),
                     &i64::from(event.schema_version),
                     &i16::from(event.codec.as_u8()),
                     &event.payload,

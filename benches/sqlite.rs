@@ -40,7 +40,7 @@ fn item(index: u64) -> NewEvent {
     };
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "ItemAdded".to_owned(),
+        event_type: "ItemAdded".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: serde_json::to_vec(&payload).unwrap(),
@@ -107,7 +107,7 @@ fn raw_append(
                     stream.aggregate_id(),
                     first_version + offset,
                     event.event_id.as_bytes().as_slice(),
-                    event.event_type,
+                    event.event_type.as_str(),
                     event.schema_version,
                     event.codec.as_u8(),
                     event.payload,

@@ -37,7 +37,7 @@ const URL_VARIABLE: &str = "ES_POSTGRES_URL";
 fn event() -> NewEvent {
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "LatencyMeasured".to_owned(),
+        event_type: "LatencyMeasured".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: br#"{"probe":true}"#.to_vec(),

@@ -174,7 +174,7 @@ async fn the_daemon_counts_events_failures_and_parks_through_the_metrics_facade(
     for _ in 0..10 {
         let event = NewEvent {
             event_id: uuid::Uuid::now_v7(),
-            event_type: "Happened".to_owned(),
+            event_type: "Happened".into(),
             schema_version: 1,
             codec: CodecId::Json,
             payload: b"null".to_vec(),

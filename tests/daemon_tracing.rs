@@ -132,7 +132,7 @@ impl Projection for Counters {
 fn event() -> NewEvent {
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "Happened".to_owned(),
+        event_type: "Happened".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: b"null".to_vec(),

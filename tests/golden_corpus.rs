@@ -510,7 +510,7 @@ fn write_event_samples(corpus: &Path) {
         )
         .unwrap();
         samples.push(EventSample {
-            event_type: event_type.to_owned(),
+            event_type: event_type.into(),
             schema_version: version,
             json,
             postcard,

@@ -250,7 +250,7 @@ async fn every_field_reads_back_exactly_as_written() {
     let written = vec![
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: "Everything".to_owned(),
+            event_type: "Everything".into(),
             schema_version: u32::MAX,
             codec: CodecId::Json,
             payload: br#"{"x":1}"#.to_vec(),
@@ -258,7 +258,7 @@ async fn every_field_reads_back_exactly_as_written() {
         },
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: "Binary".to_owned(),
+            event_type: "Binary".into(),
             schema_version: 0,
             codec: CodecId::Postcard,
             payload: vec![0, 255, 0, 1, 2],

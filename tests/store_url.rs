@@ -18,7 +18,7 @@ use uuid::Uuid;
 fn event() -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: "Deposited".to_owned(),
+        event_type: "Deposited".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: br#"{"amount":1}"#.to_vec(),

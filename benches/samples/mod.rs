@@ -58,15 +58,17 @@ pub fn envelope(event: &OrderEvent, codec: CodecId) -> RecordedEvent {
         version: Version(3),
         global_position: GlobalPosition(1_234_567),
         recorded_at: Timestamp::from_micros(1_768_469_400_123_456),
-        event_type: event.event_type().to_owned(),
+        event_type: event.event_type().into(),
         schema_version: event.schema_version(),
         codec,
         metadata: Metadata::default()
             .with_correlation_id(Uuid::from_u128(0x0194_6a2b_3c40_7000_8000_0000_0000_0001))
             .with_causation_id(Uuid::from_u128(0x0194_6a2b_3c40_7000_8000_0000_0000_0002))
-            .with("user", "alice"),
+            .with("user", "alice")
+            .into(),
         payload: event
             .encode(codec)
-            .expect("every sample event encodes in both codecs"),
+            .expect("every sample event encodes in both codecs")
+            .into(),
     }
 }

@@ -234,17 +234,17 @@ mod tests {
             version: Version(1),
             global_position: GlobalPosition(1),
             recorded_at: Timestamp::EPOCH,
-            event_type: "E".to_owned(),
+            event_type: "E".into(),
             schema_version: 1,
             codec: CodecId::Json,
-            metadata: es_core::Metadata::default(),
-            payload: br#"{"a":"<b>"}"#.to_vec(),
+            metadata: es_core::Metadata::default().into(),
+            payload: br#"{"a":"<b>"}"#.to_vec().into(),
         };
         assert_eq!(
             app.decode_payload(&event).expect("json"),
             json!({"a": "<b>"})
         );
-        event.payload = b"{".to_vec();
+        event.payload = b"{".to_vec().into();
         assert!(app.decode_payload(&event).is_err());
         event.codec = CodecId::Postcard;
         let error = app.decode_payload(&event).expect_err("postcard");

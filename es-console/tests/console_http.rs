@@ -24,7 +24,7 @@ async fn start(options: ConsoleOptions) -> (String, InMemory) {
     let payload = br#"{"note":"<script>window.__pwned = 1</script>","quote":"\"&'"}"#;
     let event = NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "Noted<b>".to_owned(),
+        event_type: "Noted<b>".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: payload.to_vec(),
@@ -163,7 +163,7 @@ async fn console_live_endpoint_streams_new_events() {
     stream.write_all(text.as_bytes()).await.expect("write");
     let event = NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "Later".to_owned(),
+        event_type: "Later".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: b"{}".to_vec(),

@@ -55,7 +55,8 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'sta
     /// The stream that holds the events of the aggregate with this id.
     #[must_use]
     fn stream_id(id: &str) -> StreamId {
-        StreamId::new(Self::TYPE, id)
+        // The type name is `'static`: shared, never copied.
+        StreamId::new(crate::SharedStr::from_static(Self::TYPE), id)
     }
 }
 

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::{Arc, LazyLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::{CodecError, CodecId};
+use crate::shared::{bytes_serde, Bytes, SharedStr};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
 /// One kind of domain event: a plain struct with a stable name and a schema version.
@@ -45,7 +47,7 @@ pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, Dec
     codec
         .decode(payload)
         .map_err(|source| DecodeError::Payload {
-            event_type: E::NAME.to_owned(),
+            event_type: E::NAME.into(),
             schema_version: E::SCHEMA_VERSION,
             source,
         })
@@ -156,6 +158,21 @@ impl Metadata {
     }
 }
 
+/// A recorded event's shared metadata compares with a plain [`Metadata`]
+/// (`assert_eq!(event.metadata, expected)`).
+impl PartialEq<Metadata> for Arc<Metadata> {
+    fn eq(&self, other: &Metadata) -> bool {
+        **self == *other
+    }
+}
+
+/// A plain [`Metadata`] compares with a recorded event's shared metadata.
+impl PartialEq<Arc<Metadata>> for Metadata {
+    fn eq(&self, other: &Arc<Metadata>) -> bool {
+        *self == **other
+    }
+}
+
 /// An event ready to append: encoded, with its type, version and metadata.
 ///
 /// The store assigns its stream version, global position and timestamp.
@@ -212,13 +229,13 @@ pub struct NewEvent {
     /// A unique id (UUID v7, so ids sort by creation time).
     pub event_id: Uuid,
     /// The stable event type name.
-    pub event_type: String,
+    pub event_type: SharedStr,
     /// The schema version of the payload.
     pub schema_version: u32,
     /// The codec of `payload`.
     pub codec: CodecId,
     /// The event struct, encoded by `codec`.
-    #[serde(with = "bytes")]
+    #[serde(with = "bytes_serde")]
     pub payload: Vec<u8>,
     /// Correlation, causation and free key/values.
     pub metadata: Metadata,
@@ -232,7 +249,7 @@ impl NewEvent {
     pub fn encode<E: EventSet>(event: &E, codec: CodecId) -> Result<Self, CodecError> {
         Ok(NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: event.event_type().to_owned(),
+            event_type: SharedStr::from_static(event.event_type()),
             schema_version: event.schema_version(),
             codec,
             payload: event.encode(codec)?,
@@ -249,6 +266,12 @@ impl NewEvent {
 }
 
 /// An event as the store keeps it: the appended event plus its place in the stream and the log.
+///
+/// A clone costs a few reference-count increments, whatever the size of the payload: the
+/// strings ([`SharedStr`]), the payload ([`Bytes`]) and the metadata are shared, so a store can
+/// hand out copies of its events to every reader. The fields read like the owned types they
+/// share (`event.event_type == "Deposited"`, `&*event.payload`, `event.metadata.extra["user"]`)
+/// and are built with `.into()` from `String`, `&str`, `Vec<u8>` and [`Metadata`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedEvent {
     /// The id given at append.
@@ -262,16 +285,17 @@ pub struct RecordedEvent {
     /// When the store committed the event, from the store's clock.
     pub recorded_at: Timestamp,
     /// The stable event type name.
-    pub event_type: String,
+    pub event_type: SharedStr,
     /// The schema version of the payload.
     pub schema_version: u32,
     /// The codec of `payload`.
     pub codec: CodecId,
-    /// Correlation, causation and free key/values.
-    pub metadata: Metadata,
+    /// Correlation, causation and free key/values (shared: most events of a store carry none,
+    /// and all of those share one value).
+    pub metadata: Arc<Metadata>,
     /// The event struct, encoded by `codec`.
-    #[serde(with = "bytes")]
-    pub payload: Vec<u8>,
+    #[serde(with = "bytes_serde")]
+    pub payload: Bytes,
 }
 
 impl RecordedEvent {
@@ -289,38 +313,15 @@ impl RecordedEvent {
     }
 }
 
-/// Stores `Vec<u8>` as one byte string (not a sequence of numbers) in binary codecs.
-mod bytes {
-    use serde::{Deserializer, Serializer};
+/// The metadata every event without correlation, causation or key/values shares.
+static NO_METADATA: LazyLock<Arc<Metadata>> = LazyLock::new(Arc::default);
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(byte) = seq.next_element()? {
-                    out.push(byte);
-                }
-                Ok(out)
-            }
-        }
-        deserializer.deserialize_byte_buf(Visitor)
+/// `metadata` as a recorded event holds it: empty metadata is the one shared empty value, so
+/// the usual event costs no allocation for it.
+pub(crate) fn shared_metadata(metadata: Metadata) -> Arc<Metadata> {
+    if metadata.is_empty() {
+        Arc::clone(&NO_METADATA)
+    } else {
+        Arc::new(metadata)
     }
 }

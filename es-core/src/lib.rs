@@ -14,6 +14,7 @@ pub mod lease;
 pub mod projection;
 pub mod repository;
 pub mod schema;
+pub mod shared;
 pub mod snapshot;
 pub mod store;
 pub mod subscription;
@@ -37,6 +38,7 @@ pub use repository::{
     UnitOfWork, Updated,
 };
 pub use schema::SchemaTraceError;
+pub use shared::{Bytes, SharedStr};
 pub use snapshot::{
     NoSnapshots, ProjectionStore, SameStore, SavedProjection, Snapshot, SnapshotAndEvents,
     SnapshotLocation, SnapshotStore, UnusableSnapshot,
@@ -153,7 +155,7 @@ pub mod __private {
     #[must_use]
     pub fn unknown_event_type(event_type: &str) -> crate::DecodeError {
         crate::DecodeError::UnknownEventType {
-            event_type: event_type.to_owned(),
+            event_type: event_type.into(),
         }
     }
 
@@ -161,7 +163,7 @@ pub mod __private {
     #[must_use]
     pub fn unknown_schema_version<E: crate::Event>(schema_version: u32) -> crate::DecodeError {
         crate::DecodeError::UnknownSchemaVersion {
-            event_type: E::NAME.to_owned(),
+            event_type: E::NAME.into(),
             schema_version,
             current: E::SCHEMA_VERSION,
         }

@@ -127,11 +127,12 @@ impl Broken {
                 let micros = event.recorded_at.as_micros();
                 event.recorded_at = Timestamp::from_micros(micros - micros.rem_euclid(1000));
             }
-            Bug::DropsMetadataExtra => event.metadata.extra.clear(),
+            Bug::DropsMetadataExtra => std::sync::Arc::make_mut(&mut event.metadata).extra.clear(),
             Bug::PayloadAsText => {
                 event.payload = String::from_utf8_lossy(&event.payload)
                     .into_owned()
-                    .into_bytes();
+                    .into_bytes()
+                    .into();
             }
             _ => {}
         }

@@ -107,7 +107,7 @@ fn new_event() -> impl Strategy<Value = NewEvent> {
         .prop_map(
             |(event_id, event_type, schema_version, codec, payload, metadata)| NewEvent {
                 event_id,
-                event_type,
+                event_type: event_type.into(),
                 schema_version,
                 codec,
                 payload,
@@ -134,8 +134,8 @@ fn recorded_event() -> impl Strategy<Value = RecordedEvent> {
                 event_type: event.event_type,
                 schema_version: event.schema_version,
                 codec: event.codec,
-                metadata: event.metadata,
-                payload: event.payload,
+                metadata: event.metadata.into(),
+                payload: event.payload.into(),
             },
         )
 }
@@ -360,7 +360,7 @@ proptest! {
         schema_version in 0..4_u32,
     ) {
         if use_known_type {
-            event.event_type = known_type.to_owned();
+            event.event_type = known_type.into();
             event.schema_version = schema_version;
         }
         let _ = event.decode::<AccountEvent>();

@@ -41,7 +41,7 @@ fn foreign_event(
 ) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version,
         codec,
         payload,

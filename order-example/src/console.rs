@@ -253,7 +253,7 @@ mod tests {
             .expect("postcard payload");
         assert_eq!(added["quantity"], 2);
         let mut unknown = events[0].clone();
-        unknown.event_type = "Nope".to_owned();
+        unknown.event_type = "Nope".into();
         assert!(console.decode_payload(&unknown).is_err());
     }
 

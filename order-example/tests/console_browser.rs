@@ -165,7 +165,7 @@ async fn seed(store: &InMemory) {
 
     let broken = NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: "OrderCreated".to_owned(),
+        event_type: "OrderCreated".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: b"not json".to_vec(),

@@ -153,7 +153,7 @@ fn append_undecodable_order_event(workspace: &Workspace) -> u64 {
             .unwrap();
         let event = NewEvent {
             event_id: uuid::Uuid::now_v7(),
-            event_type: "OrderCreated".to_owned(),
+            event_type: "OrderCreated".into(),
             schema_version: 1,
             codec: CodecId::Json,
             payload: b"{\"not\": \"an order\"}".to_vec(),

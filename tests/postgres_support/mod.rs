@@ -153,7 +153,7 @@ pub async fn raw_client(url: &str) -> tokio_postgres::Client {
 pub fn event(event_type: &str, payload: &[u8]) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version: 1,
         codec: CodecId::Postcard,
         payload: payload.to_vec(),

@@ -31,7 +31,7 @@ pub fn clock() -> ManualClock {
 pub fn json_event(event_type: &str, payload: &str) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: payload.as_bytes().to_vec(),

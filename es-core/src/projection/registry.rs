@@ -590,6 +590,13 @@ fn find<P: Projection>(entries: &[Entry]) -> Option<&P> {
         .find_map(|entry| entry.model.as_any().downcast_ref::<P>())
 }
 
+/// How many events to read after `after` to reach `target`: a page at most, and never more than
+/// the positions in between (positions may be burned, so there are at most that many events).
+pub(crate) fn page_limit(after: GlobalPosition, target: GlobalPosition, page_size: usize) -> usize {
+    let gap = target.get().saturating_sub(after.get()).max(1);
+    usize::try_from(gap).map_or(page_size, |gap| gap.min(page_size))
+}
+
 fn lowest_checkpoint(entries: &[Entry]) -> GlobalPosition {
     entries
         .iter()
@@ -626,7 +633,7 @@ fn apply_to_entries(
                 .map_err(|source| ProjectionError::Apply {
                     projection: entry.model.name(),
                     position,
-                    event_type: event.event_type.clone(),
+                    event_type: event.event_type.to_string(),
                     source,
                 })?;
         }
@@ -663,7 +670,11 @@ async fn run<S: EventStore>(
     // Whether every event at or before `target` has been seen by every entry.
     let mut complete = after >= target;
     while !complete {
-        let page = store.read_all(after, page_size).await?;
+        // Never more than the events up to `target`: a read-your-writes wait for the next
+        // few events must not copy a whole page of the events after them.
+        let page = store
+            .read_all(after, page_limit(after, target, page_size))
+            .await?;
         if page.is_empty() {
             break;
         }

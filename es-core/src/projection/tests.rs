@@ -60,7 +60,7 @@ impl EventSet for CounterEvent {
         payload: &[u8],
     ) -> Result<Self, DecodeError> {
         let payload_error = |source| DecodeError::Payload {
-            event_type: event_type.to_owned(),
+            event_type: event_type.into(),
             schema_version,
             source,
         };
@@ -74,7 +74,7 @@ impl EventSet for CounterEvent {
                 .map(CounterEvent::Reset)
                 .map_err(payload_error),
             other => Err(DecodeError::UnknownEventType {
-                event_type: other.to_owned(),
+                event_type: other.into(),
             }),
         }
     }

@@ -357,7 +357,7 @@ mod tests {
         let stream = StreamId::new("order", "1");
         let event = |id| NewEvent {
             event_id: id,
-            event_type: "T".to_owned(),
+            event_type: "T".into(),
             schema_version: 1,
             codec: crate::codec::CodecId::Json,
             payload: Vec::new(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
-use crate::event::{NewEvent, RecordedEvent};
+use crate::event::{shared_metadata, NewEvent, RecordedEvent};
 use crate::lease::{check_acquire, check_token, lease_micros, Fence, Lease, LeaseRow, LeaseStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
@@ -102,13 +102,6 @@ impl InMemory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn stream_events(inner: &Inner, stream: &StreamId) -> Vec<RecordedEvent> {
-        inner
-            .streams
-            .get(stream)
-            .map(|indexes| indexes.iter().map(|&i| inner.log[i].clone()).collect())
-            .unwrap_or_default()
-    }
 }
 
 impl Inner {
@@ -165,8 +158,8 @@ impl Inner {
                 event_type: event.event_type,
                 schema_version: event.schema_version,
                 codec: event.codec,
-                metadata: event.metadata,
-                payload: event.payload,
+                metadata: shared_metadata(event.metadata),
+                payload: event.payload.into(),
             });
             self.ids.insert(event.event_id, index);
             indexes.push(index);
@@ -308,9 +301,20 @@ impl EventStore for InMemory {
         until: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let inner = self.lock();
-        let mut events = InMemory::stream_events(&inner, stream);
-        events.retain(|event| event.recorded_at <= until);
-        let events = Ok(events);
+        // Only the events returned are copied (a stream's times never decrease, but the
+        // filter does not rely on it).
+        let events = Ok(inner
+            .streams
+            .get(stream)
+            .map(|indexes| {
+                indexes
+                    .iter()
+                    .map(|&i| &inner.log[i])
+                    .filter(|event| event.recorded_at <= until)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default());
         record_read(&events);
         events
     }

@@ -17,7 +17,7 @@
 //! fn event(event_type: &str) -> NewEvent {
 //!     NewEvent {
 //!         event_id: uuid::Uuid::now_v7(),
-//!         event_type: event_type.to_owned(),
+//!         event_type: event_type.into(),
 //!         schema_version: 1,
 //!         codec: CodecId::Json,
 //!         payload: b"{}".to_vec(),

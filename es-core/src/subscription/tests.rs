@@ -18,7 +18,7 @@ use crate::types::StreamId;
 fn event(event_type: &str) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: b"{}".to_vec(),
@@ -53,11 +53,11 @@ fn filter_accepts_any_listed_type_and_everything_when_empty() {
         version: crate::Version(1),
         global_position: GlobalPosition(1),
         recorded_at: crate::Timestamp::EPOCH,
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version: 1,
         codec: CodecId::Json,
-        metadata: Metadata::default(),
-        payload: Vec::new(),
+        metadata: Metadata::default().into(),
+        payload: Vec::new().into(),
     };
     let all = EventFilter::all();
     assert!(all.is_all() && all.matches(&recorded("order", "Shipped")));

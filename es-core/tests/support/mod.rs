@@ -43,7 +43,7 @@ pub struct Withdrawn {
 
 fn payload_error<E: Event>(schema_version: u32, source: CodecError) -> DecodeError {
     DecodeError::Payload {
-        event_type: E::NAME.to_owned(),
+        event_type: E::NAME.into(),
         schema_version,
         source,
     }
@@ -51,7 +51,7 @@ fn payload_error<E: Event>(schema_version: u32, source: CodecError) -> DecodeErr
 
 fn unknown_version<E: Event>(schema_version: u32) -> DecodeError {
     DecodeError::UnknownSchemaVersion {
-        event_type: E::NAME.to_owned(),
+        event_type: E::NAME.into(),
         schema_version,
         current: E::SCHEMA_VERSION,
     }
@@ -185,7 +185,7 @@ impl EventSet for AccountEvent {
                 Withdrawn::decode_versioned(schema_version, codec, payload).map(Into::into)
             }
             other => Err(DecodeError::UnknownEventType {
-                event_type: other.to_owned(),
+                event_type: other.into(),
             }),
         }
     }

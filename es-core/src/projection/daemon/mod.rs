@@ -116,7 +116,7 @@
 //! let stream = StreamId::new("counter", "a");
 //! let event = NewEvent {
 //!     event_id: uuid::Uuid::now_v7(),
-//!     event_type: "Ticked".to_owned(),
+//!     event_type: "Ticked".into(),
 //!     schema_version: 1,
 //!     codec: es_core::CodecId::Json,
 //!     payload: b"null".to_vec(),

@@ -513,7 +513,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         tracing::warn!(
             projection = name,
             position = event.global_position.get(),
-            event_type = event.event_type,
+            event_type = event.event_type.as_str(),
             failures,
             error,
             "a read model failed to apply an event"
@@ -566,7 +566,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         self.shared.models[index].status().state = ModelState::Retrying {
             failures,
             position: event.global_position,
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.to_string(),
             error: error.clone(),
         };
         self.runs[index].mode = Mode::Retrying {
@@ -584,14 +584,14 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         tracing::error!(
             projection = name,
             position = event.global_position.get(),
-            event_type = event.event_type,
+            event_type = event.event_type.as_str(),
             attempts,
             error,
             "read model parked; the others go on (resume or skip it)"
         );
         let parked = Parked {
             position: event.global_position,
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.to_string(),
             error: error.clone(),
             attempts,
             parked_at: self.now(),
@@ -599,7 +599,7 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
         self.shared.models[index].status().state = ModelState::Parked(parked);
         self.runs[index].mode = Mode::Parked {
             position: event.global_position,
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.to_string(),
             error,
         };
         self.publish(index);

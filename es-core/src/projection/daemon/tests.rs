@@ -99,7 +99,7 @@ impl Projection for Steady {
 fn event(kind: &str) -> NewEvent {
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
-        event_type: kind.to_owned(),
+        event_type: kind.into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: b"null".to_vec(),

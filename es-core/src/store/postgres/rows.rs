@@ -6,7 +6,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::codec::CodecId;
-use crate::event::{Metadata, NewEvent, RecordedEvent};
+use crate::event::{shared_metadata, Metadata, NewEvent, RecordedEvent};
+use crate::shared::Bytes;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, StoredId};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
@@ -56,7 +57,7 @@ impl Batch {
                 .metadata
                 .push(serde_json::to_string(&event.metadata).map_err(StoreError::backend)?);
             batch.event_ids.push(event.event_id);
-            batch.event_types.push(event.event_type);
+            batch.event_types.push(event.event_type.into());
             batch.schema_versions.push(i64::from(event.schema_version));
             batch.codecs.push(i16::from(event.codec.as_u8()));
             batch.payloads.push(event.payload);
@@ -112,18 +113,20 @@ pub(super) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         Ok(RecordedEvent {
             global_position: GlobalPosition(unsigned(row, 0, "global_position")?),
             stream: StreamId::new(
-                column::<String>(row, 1, "aggregate_type")?,
-                column::<String>(row, 2, "aggregate_id")?,
+                column::<&str>(row, 1, "aggregate_type")?,
+                column::<&str>(row, 2, "aggregate_id")?,
             ),
             version: Version(unsigned(row, 3, "version")?),
             event_id: column(row, 4, "event_id")?,
-            event_type: column(row, 5, "event_type")?,
+            event_type: column::<&str>(row, 5, "event_type")?.into(),
             schema_version: u32::try_from(schema_version)
                 .map_err(|_| format!("schema version {schema_version} is out of range"))?,
             codec: codec(row, 7)?,
-            payload: column(row, 8, "payload")?,
-            metadata: serde_json::from_str::<Metadata>(metadata)
-                .map_err(|error| format!("column `metadata` is not metadata JSON: {error}"))?,
+            payload: Bytes::copy_from_slice(column(row, 8, "payload")?),
+            metadata: shared_metadata(
+                serde_json::from_str::<Metadata>(metadata)
+                    .map_err(|error| format!("column `metadata` is not metadata JSON: {error}"))?,
+            ),
             recorded_at: Timestamp::from_micros(column(row, 10, "recorded_at")?),
         })
     };

@@ -65,7 +65,7 @@
 //!     let stream = StreamId::new("account", "42");
 //!     let deposited = NewEvent {
 //!         event_id: uuid::Uuid::now_v7(),
-//!         event_type: "Deposited".to_owned(),
+//!         event_type: "Deposited".into(),
 //!         schema_version: 1,
 //!         codec: CodecId::Json,
 //!         payload: br#"{"amount":100}"#.to_vec(),

@@ -6,7 +6,7 @@ use rusqlite::{ErrorCode, Row};
 use uuid::Uuid;
 
 use crate::codec::CodecId;
-use crate::event::{Metadata, RecordedEvent};
+use crate::event::{shared_metadata, Metadata, RecordedEvent};
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, StoredId};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
@@ -86,11 +86,11 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<RecordedEvent, StoreError>
             ),
             version: Version(at_least(integer(row, 3, "version")?, 1, "version")?),
             event_id: uuid(row, 4, "event_id")?,
-            event_type: text(row, 5, "event_type")?,
+            event_type: text(row, 5, "event_type")?.into(),
             schema_version: small(row, 6, "schema_version")?,
             codec: codec(row, 7, "codec")?,
-            payload: blob(row, 8, "payload")?,
-            metadata: metadata(row, 9, "metadata")?,
+            payload: blob(row, 8, "payload")?.into(),
+            metadata: shared_metadata(metadata(row, 9, "metadata")?),
             recorded_at: Timestamp::from_micros(integer(row, 10, "recorded_at")?),
         })
     };
@@ -147,7 +147,7 @@ pub(super) fn snapshot_from_row(row: &Row<'_>) -> Result<Snapshot, StoreError> {
 pub(super) fn projection_from_row(row: &Row<'_>) -> Result<SavedProjection, StoreError> {
     let projection = || -> Result<SavedProjection, String> {
         Ok(SavedProjection {
-            name: text(row, 0, "name")?,
+            name: text(row, 0, "name")?.to_owned(),
             position: GlobalPosition(at_least(integer(row, 1, "position")?, 0, "position")?),
             codec: codec(row, 2, "codec")?,
             state: blob(row, 3, "state")?,
@@ -206,9 +206,9 @@ fn small(row: &Row<'_>, index: usize, column: &str) -> Result<u32, String> {
     u32::try_from(value).map_err(|_| format!("column `{column}` holds {value}, out of range"))
 }
 
-fn text(row: &Row<'_>, index: usize, column: &str) -> Result<String, String> {
+fn text<'a>(row: &'a Row<'_>, index: usize, column: &str) -> Result<&'a str, String> {
     match value(row, index, column)? {
-        ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec())
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
             .map_err(|_| format!("column `{column}` holds text that is not UTF-8")),
         other => Err(format!(
             "column `{column}` holds {} instead of text",

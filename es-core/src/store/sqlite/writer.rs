@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::codec::CodecId;
 use crate::event::NewEvent;
 use crate::lease::{Fence, Lease};
+use crate::shared::SharedStr;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{
     match_stored_batch, match_stored_batches, AppendOutcome, Conflicts, ExpectedVersion,
@@ -140,7 +141,7 @@ pub(super) struct AppendStreams {
 /// A [`NewEvent`] with its metadata already encoded, so the writer thread only binds values.
 pub(super) struct PreparedEvent {
     event_id: Uuid,
-    event_type: String,
+    event_type: SharedStr,
     schema_version: u32,
     codec: CodecId,
     payload: Vec<u8>,
@@ -567,7 +568,7 @@ impl Writer {
                     stream.aggregate_id(),
                     to_sql_integer(version.get(), "version")?,
                     event.event_id.as_bytes().as_slice(),
-                    event.event_type,
+                    event.event_type.as_str(),
                     event.schema_version,
                     event.codec.as_u8(),
                     event.payload,

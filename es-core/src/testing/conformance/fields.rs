@@ -27,7 +27,7 @@ fn unusual_events() -> Vec<NewEvent> {
     vec![
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: "OrderPlaced".to_owned(),
+            event_type: "OrderPlaced".into(),
             schema_version: 1,
             codec: CodecId::Json,
             payload: br#"{"customer":"c-1","lines":[{"sku":"A","quantity":2}]}"#.to_vec(),
@@ -35,7 +35,7 @@ fn unusual_events() -> Vec<NewEvent> {
         },
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: "Ünïcødé “type” 🦀".to_owned(),
+            event_type: "Ünïcødé “type” 🦀".into(),
             schema_version: 7,
             codec: CodecId::Postcard,
             payload: every_byte.clone(),
@@ -44,7 +44,7 @@ fn unusual_events() -> Vec<NewEvent> {
         NewEvent {
             // A unit struct encodes to no bytes in postcard.
             event_id: Uuid::now_v7(),
-            event_type: "Emptied".to_owned(),
+            event_type: "Emptied".into(),
             schema_version: u32::MAX,
             codec: CodecId::Postcard,
             payload: Vec::new(),
@@ -52,7 +52,7 @@ fn unusual_events() -> Vec<NewEvent> {
         },
         NewEvent {
             event_id: Uuid::max(),
-            event_type: "Large".to_owned(),
+            event_type: "Large".into(),
             schema_version: 2,
             codec: CodecId::Json,
             payload: every_byte
@@ -65,7 +65,7 @@ fn unusual_events() -> Vec<NewEvent> {
         },
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: "ZeroBytes".to_owned(),
+            event_type: "ZeroBytes".into(),
             schema_version: 3,
             codec: CodecId::Postcard,
             payload: vec![0; 17],

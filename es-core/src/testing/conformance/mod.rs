@@ -487,7 +487,7 @@ fn stream(id: &str) -> StreamId {
 fn event(label: &str) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: "ConformanceChecked".to_owned(),
+        event_type: "ConformanceChecked".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: serde_json::to_vec(label).unwrap_or_default(),

@@ -316,7 +316,7 @@ pub(super) async fn multi_stream_append_rejects_empty_and_duplicate_batches<S: S
 fn counter_event(value: u64, label: &str) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
-        event_type: "CounterIncremented".to_owned(),
+        event_type: "CounterIncremented".into(),
         schema_version: 1,
         codec: CodecId::Json,
         payload: serde_json::to_vec(&(value, label)).unwrap_or_default(),

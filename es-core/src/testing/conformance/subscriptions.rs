@@ -34,7 +34,7 @@ const OTHER_EVENT_TYPE: &str = "ConformanceOther";
 /// An event of type `event_type` labelled `label`.
 fn typed_event(label: &str, event_type: &str) -> NewEvent {
     NewEvent {
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         ..event(label)
     }
 }
