@@ -227,7 +227,7 @@ impl Subjects {
         Envelope {
             subject: self.subject(&event.stream),
             headers: headers(event),
-            payload: Bytes::copy_from_slice(&event.payload[..]),
+            payload: event.payload.clone(),
         }
     }
 }
@@ -407,7 +407,7 @@ pub fn decode(headers: &HeaderMap, payload: &[u8]) -> Result<RecordedEvent, Enve
         event_type: text(headers, header::EVENT_TYPE)?.into(),
         schema_version: parsed(headers, header::SCHEMA_VERSION)?,
         codec,
-        metadata,
+        metadata: metadata.into(),
         payload: payload.to_vec().into(),
     })
 }

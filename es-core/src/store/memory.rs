@@ -101,7 +101,6 @@ impl InMemory {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
 }
 
 impl Inner {

@@ -53,7 +53,7 @@ prop_compose! {
             event_type: event_type.into(),
             schema_version,
             codec: if postcard { CodecId::Postcard } else { CodecId::Json },
-            metadata,
+            metadata: metadata.into(),
             payload: payload.into(),
         }
     }
@@ -71,7 +71,8 @@ fn sample() -> RecordedEvent {
         codec: CodecId::Postcard,
         metadata: Metadata::default()
             .with_correlation_id(Uuid::from_u128(9))
-            .with("user", "clerk 7\r\n"),
+            .with("user", "clerk 7\r\n")
+            .into(),
         payload: vec![0, 1, 2, 0xff].into(),
     }
 }
@@ -136,7 +137,7 @@ fn the_documented_headers_are_written() {
     assert_eq!(get(header::CAUSATION_ID), None);
     assert_eq!(get(header::METADATA), Some(r#"{"user":"clerk%207\r\n"}"#));
     let bare = RecordedEvent {
-        metadata: Metadata::default(),
+        metadata: Metadata::default().into(),
         ..sample()
     };
     let headers = Subjects::new("es").unwrap().envelope(&bare).headers;
@@ -251,10 +252,11 @@ fn metadata_keys_are_sorted_in_the_header() {
     extra.insert("b", "2");
     extra.insert("a", "1");
     let mut event = sample();
-    event.metadata = Metadata::default();
+    let mut metadata = Metadata::default();
     for (key, value) in extra {
-        event.metadata.extra.insert(key.into(), value.into());
+        metadata.extra.insert(key.into(), value.into());
     }
+    event.metadata = metadata.into();
     let headers = Subjects::new("es").unwrap().envelope(&event).headers;
     assert_eq!(
         headers
