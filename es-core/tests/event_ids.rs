@@ -77,7 +77,10 @@ fn ids_are_unique_across_threads_and_strictly_increase_within_each() {
         for &id in ids {
             assert_eq!(id.get_version_num(), 7, "{id}");
             assert_eq!(id.get_variant(), Variant::RFC4122, "{id}");
-            assert!(seen.insert(id), "thread {thread} made {id} twice or another thread did");
+            assert!(
+                seen.insert(id),
+                "thread {thread} made {id} twice or another thread did"
+            );
         }
     }
     assert_eq!(seen.len(), THREADS * PER_THREAD);
