@@ -49,7 +49,7 @@
 //!     event_type: "OrderCreated".into(),
 //!     schema_version: 1,
 //!     codec: CodecId::Json,
-//!     metadata: Metadata::default().with("user", "clerk 7"),
+//!     metadata: Metadata::default().with("user", "clerk 7").into(),
 //!     payload: br#"{"customer_id":"c-1"}"#.to_vec().into(),
 //! };
 //! let subjects = Subjects::new("es.events")?;
