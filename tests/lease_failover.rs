@@ -37,6 +37,7 @@ use es_core::{
     CodecId, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, ProjectionStore,
     RecordedEvent, Store, StoreOptions, StreamId,
 };
+use rustix::process::{kill_process, Pid, Signal};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -307,13 +308,10 @@ impl Cluster {
         pid
     }
 
-    /// Sends `signal` (`STOP`, `CONT`) to the worker `pid`.
-    fn signal(pid: u32, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
+    /// Sends `signal` (`SIGSTOP`, `SIGCONT`) to the worker `pid`.
+    fn signal(pid: u32, signal: Signal) {
+        let raw = i32::try_from(pid).expect("a pid");
+        kill_process(Pid::from_raw(raw).expect("a positive pid"), signal).expect("kill(2)");
     }
 
     /// SIGKILLs the worker `pid` and waits for it.
@@ -352,9 +350,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for worker in &mut self.workers {
-            let _ = Command::new("kill")
-                .args(["-CONT", &worker.pid.to_string()])
-                .status();
+            if let Some(pid) = i32::try_from(worker.pid).ok().and_then(Pid::from_raw) {
+                let _ = kill_process(pid, Signal::CONT);
+            }
             let _ = worker.child.kill();
             let _ = worker.child.wait();
         }
@@ -595,7 +593,7 @@ async fn stopped_holder(test: &'static str, url: String, schema: Option<String>)
         .applied_after(0, Duration::from_secs(30))
         .expect("the first worker takes the lease");
     assert_eq!(pid, first);
-    Cluster::signal(first, "STOP");
+    Cluster::signal(first, Signal::STOP);
     let second = cluster.spawn();
     let (taker, new_token, _) = cluster
         .applied_after(token, Duration::from_secs(30))
@@ -604,7 +602,7 @@ async fn stopped_holder(test: &'static str, url: String, schema: Option<String>)
     assert!(new_token > token);
     // Let the new holder save past what the stopped one had, then wake the stopped one.
     tokio::time::sleep(LEASE_TIME).await;
-    Cluster::signal(first, "CONT");
+    Cluster::signal(first, Signal::CONT);
     let deadline = Instant::now() + Duration::from_secs(30);
     let lost = loop {
         let lost = cluster
