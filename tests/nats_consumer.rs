@@ -524,3 +524,61 @@ fn a_poison_message_parks_the_feed_unacknowledged_until_skipped() {
         assert_eq!(reopened.last_position().await.expect("the head"), head);
     });
 }
+
+#[test]
+fn the_consumer_rides_out_broker_restarts_without_losing_or_repeating_events() {
+    // Its own server, restarted by the test (the CI server is required all the same).
+    if nats_support::url().is_none() {
+        return;
+    }
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let Some(mut server) = nats_support::NatsServer::start_in(directory.path()) else {
+        return;
+    };
+    let name = unique("consumer_restart");
+    let subjects = Subjects::new(format!("es.{name}")).expect("a valid prefix");
+    runtime().block_on(async {
+        let client = nats_support::connect(&server.url()).await;
+        let js = jetstream::new(client);
+        create_stream(&js, &name, &subjects).await;
+        let store = InMemory::new();
+        let mut workload = Workload::new(11);
+        let models = InMemory::new();
+        let log = JetStreamLog::open(
+            &js,
+            ConsumerOptions::new(name.as_str(), "restarted")
+                .with_ack_wait(Duration::from_secs(2))
+                .with_idle_check(Duration::from_millis(100)),
+            models.clone(),
+        )
+        .await
+        .expect("opens");
+        let daemon = ProjectionDaemon::builder()
+            .with(Seen::default())
+            .expect("one read model")
+            .with_save_interval(Duration::from_millis(20))
+            .start_from(log.clone(), models.clone())
+            .await
+            .expect("starts");
+        let mut published = GlobalPosition::START;
+        for _ in 0..3 {
+            append_orders(&store, &mut workload, 20).await;
+            published = publish_after(&js, &subjects, &store, published).await;
+            // Stopped while events may be in flight to the consumer, then back.
+            server.restart();
+        }
+        append_orders(&store, &mut workload, 20).await;
+        let head = publish_after(&js, &subjects, &store, published).await;
+        wait_for_seen(&daemon, head.get()).await;
+        assert_eq!(
+            daemon
+                .read(|seen: &Seen| seen.0.clone())
+                .expect("registered"),
+            (1..=head.get()).collect::<Vec<_>>()
+        );
+        let stream = js.get_stream(&name).await.expect("the stream");
+        wait_acknowledged(&stream, "restarted", head.get()).await;
+        daemon.shutdown().await.expect("shuts down");
+        log.close().await;
+    });
+}

@@ -2,6 +2,7 @@
 //! in order, from the stream itself when it does not.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::Message;
@@ -31,7 +32,15 @@ pub struct JetStreamFeed<P> {
     page_size: usize,
     messages: Option<pull::Stream>,
     changes: watch::Receiver<u64>,
+    /// The wait before reading again after a failed read (doubling, at most
+    /// [`MAX_PAUSE`]), so a broker that is down is not asked in a tight loop.
+    pause: Option<Duration>,
 }
+
+/// The first wait after a failed read.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// The longest wait between failed reads.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 impl<P> std::fmt::Debug for JetStreamFeed<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +72,7 @@ impl<P: ProjectionStore + 'static> JetStreamFeed<P> {
             page_size: page_size.max(1),
             messages: None,
             changes,
+            pause: None,
         }
     }
 
@@ -312,6 +322,15 @@ impl<P: ProjectionStore + 'static> JetStreamFeed<P> {
 
 impl<P: ProjectionStore + 'static> Feed for JetStreamFeed<P> {
     async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.next_events().await
+        if let Some(pause) = self.pause {
+            tokio::time::sleep(pause).await;
+        }
+        let batch = self.next_events().await;
+        self.pause = match (&batch, self.pause) {
+            (Ok(_), _) => None,
+            (Err(_), None) => Some(FIRST_PAUSE),
+            (Err(_), Some(pause)) => Some((pause * 2).min(MAX_PAUSE)),
+        };
+        batch
     }
 }
