@@ -11,6 +11,7 @@ mod sqlite_support;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
@@ -20,7 +21,7 @@ use es_core::{
     RecordedEvent, StreamId,
 };
 use es_nats::envelope::Subjects;
-use es_nats::relay::{Relay, RelayError, RelayOptions, RelayState, RelayStatus};
+use es_nats::relay::{Relay, RelayError, RelayLease, RelayOptions, RelayState, RelayStatus};
 use nats_support::NatsServer;
 use sqlite_support::Rng;
 use tokio::sync::watch;
@@ -517,6 +518,76 @@ fn relay_refuses_a_stream_it_cannot_resume_from() {
             .expect("the foreign message is stored");
         let error = relay.run_until(std::future::pending()).await.unwrap_err();
         assert!(matches!(error, RelayError::NotAnEnvelope { .. }), "{error}");
+        jetstream.delete_stream(&name).await.unwrap();
+    });
+}
+
+#[test]
+fn one_relay_publishes_under_the_lease_and_another_takes_over() {
+    let Some(url) = nats_support::url() else {
+        return;
+    };
+    let runtime = runtime();
+    runtime.block_on(async {
+        let name = shared_stream("LEASED");
+        let client = nats_support::connect(&url).await;
+        let store = InMemory::new();
+        append_range(&store, (0, 200), 7, 10, Duration::ZERO).await;
+        let options = quick_options(&name);
+        let ttl = Duration::from_millis(900);
+
+        let first = Arc::new(Relay::new(store.clone(), client.clone(), options.clone()));
+        let mut first_status = first.status();
+        let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
+        let first_run = tokio::spawn({
+            let first = Arc::clone(&first);
+            async move {
+                let lease = RelayLease::new("relay", "node-a", ttl);
+                first
+                    .run_with_lease(&lease, async {
+                        let _ = first_stopped.await;
+                    })
+                    .await
+            }
+        });
+        published(&mut first_status, GlobalPosition(200)).await;
+
+        let second = Arc::new(Relay::new(store.clone(), client.clone(), options));
+        let mut second_status = second.status();
+        let second_run = tokio::spawn({
+            let second = Arc::clone(&second);
+            async move {
+                let lease = RelayLease::new("relay", "node-b", ttl);
+                second.run_with_lease(&lease, std::future::pending()).await
+            }
+        });
+        assert!(
+            reaches(&mut second_status, |status| status.state
+                == RelayState::Standby)
+            .await,
+            "the second relay stands by: {:?}",
+            second_status.borrow()
+        );
+
+        // While the first holds the lease, it publishes everything and the second nothing.
+        append_range(&store, (200, 400), 7, 10, Duration::ZERO).await;
+        published(&mut first_status, GlobalPosition(400)).await;
+        assert_eq!(second_status.borrow().published, GlobalPosition::START);
+        assert_eq!(second_status.borrow().state, RelayState::Standby);
+
+        // The first stops (and releases the lease): the second takes over where it stopped.
+        stop_first.send(()).expect("the first relay runs");
+        first_run.await.unwrap().expect("a clean stop");
+        append_range(&store, (400, 600), 7, 10, Duration::ZERO).await;
+        published(&mut second_status, GlobalPosition(600)).await;
+        assert_eq!(second_status.borrow().state, RelayState::Publishing);
+
+        let jetstream = nats_support::jetstream(client);
+        assert_eq!(
+            assert_stream_is_the_log(&jetstream, &name, &store).await,
+            600
+        );
+        second_run.abort();
         jetstream.delete_stream(&name).await.unwrap();
     });
 }

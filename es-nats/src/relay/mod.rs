@@ -33,6 +33,13 @@
 //! moment, a new relay does the same. Only a stream it must not write to stops it with an
 //! error (see [`RelayError::is_recoverable`]).
 //!
+//! # Several nodes
+//!
+//! [`Relay::run_with_lease`] publishes only while the node holds a lease in the store's own
+//! database (`es_core::lease`), so among several nodes one relays and the others stand by,
+//! taking over within the lease time when it stops. The chain above already keeps two relays
+//! from duplicating or reordering; the lease saves their wasted work.
+//!
 //! # What the operator must configure
 //!
 //! The stream is the relay's alone: nothing else publishes to its subjects. Retention must be
@@ -59,6 +66,7 @@
 //! ```
 
 mod error;
+mod lease;
 mod options;
 mod status;
 
@@ -77,6 +85,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
 
 pub use error::{BrokerSource, RelayError};
+pub use lease::RelayLease;
 pub use options::RelayOptions;
 pub use status::{RelayState, RelayStatus};
 

@@ -51,6 +51,8 @@ impl RelayStatus {
 pub enum RelayState {
     /// Creating or checking the stream and reading its last message.
     Starting,
+    /// Waiting for the lease another node holds ([`Relay::run_with_lease`](crate::relay::Relay::run_with_lease)).
+    Standby,
     /// Publishing the store's events as they commit.
     Publishing,
     /// Waiting `delay` before starting over after `attempt` failures in a row.
