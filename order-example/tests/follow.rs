@@ -18,7 +18,15 @@ use support::Workspace;
 /// bound so that a broken follower fails the test instead of hanging it).
 const PATIENCE: Duration = Duration::from_secs(120);
 
-const READ_MODELS: [&str; 3] = ["order-summaries", "inventory", "customer-histories"];
+/// The in-memory read models, then the same three as SQL tables.
+const READ_MODELS: [&str; 6] = [
+    "order-summaries",
+    "inventory",
+    "customer-histories",
+    "order-summaries-sql",
+    "inventory-sql",
+    "customer-histories-sql",
+];
 
 /// The head of the log, as `status --json` reports it.
 fn head(workspace: &Workspace) -> u64 {

@@ -322,6 +322,8 @@ impl<'a> Tour<'a> {
             .await
             .context("cannot update the read models")?;
         read_side::save(self.context, &self.models).await?;
+        // The same read models as SQL tables in the store (`sqlite3 orders.db`).
+        read_side::catch_up_tables(self.context).await?;
         writeln!(
             self.out,
             "   {} read models applied {} new events; all at position {}\n",

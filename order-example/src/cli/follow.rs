@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use es_core::projection::daemon::{DaemonBuilder, DaemonClient, ModelState, ReadModelStatus};
+use es_core::projection::table::TableStore as _;
 use es_core::{GlobalPosition, ProjectionDaemon};
+use order_example::read_models::tables::{CustomerHistoryTable, InventoryTable, OrderSummaryTable};
 use order_example::read_models::{CustomerHistories, Inventory, OrderSummaries};
 use order_example::OrderStatus;
 use serde::Serialize;
@@ -35,6 +37,19 @@ pub(super) fn builder(context: &Context) -> anyhow::Result<DaemonBuilder> {
         .with(OrderSummaries::default())?
         .with(Inventory::new(context.initial_stock))?
         .with(CustomerHistories::default())?)
+}
+
+/// `builder` with the three read models as SQL tables too, in the store's own database (so
+/// `sqlite3 orders.db` or `psql` can query them), each batch committed with its checkpoint.
+pub(super) fn with_tables(
+    builder: DaemonBuilder,
+    context: &Context,
+) -> anyhow::Result<DaemonBuilder> {
+    let database = context.store.table_database();
+    Ok(builder
+        .with_table(OrderSummaryTable, database.clone())?
+        .with_table(InventoryTable::new(context.initial_stock), database.clone())?
+        .with_table(CustomerHistoryTable, database)?)
 }
 
 /// One printed update: where the read models are and what they hold.
@@ -140,7 +155,7 @@ impl Update {
 /// `follow`: runs the daemon until Ctrl-C (or `--until`), printing the read models as they
 /// move; the checkpoints are saved when it stops.
 pub async fn follow(context: &Context, options: FollowOptions) -> anyhow::Result<()> {
-    let daemon = builder(context)?
+    let daemon = with_tables(builder(context)?, context)?
         .start(context.store.clone())
         .await
         .context("cannot start the projection daemon")?;
@@ -270,7 +285,7 @@ fn status_blocks(status: &ReadModelStatus, until: GlobalPosition) -> bool {
 /// `status`: each read model's checkpoint, the head, the lag and the state, as the last
 /// daemon recorded them in the store (read only).
 pub async fn status(context: &Context) -> anyhow::Result<()> {
-    let statuses = builder(context)?
+    let statuses = with_tables(builder(context)?, context)?
         .saved_status(&context.store)
         .await
         .context("cannot read the read models' status")?;

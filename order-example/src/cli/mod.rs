@@ -11,6 +11,7 @@ mod relay;
 mod serve;
 mod store;
 mod terminal;
+mod worker;
 
 use std::time::Duration;
 
@@ -120,6 +121,16 @@ enum Command {
     /// Where each read model is: checkpoint, lag, events/s and state (running, or parked
     /// with its error), as recorded in the store by the last `follow`.
     Status,
+    /// Keep the read models' SQL tables (`order_summaries`, `inventory_levels`,
+    /// `customer_histories`, ...) current as one of several worker processes: one holds the
+    /// lease `order-read-models`, the others stand by and take over when it dies. Ctrl-C
+    /// stops (and hands the lease on).
+    Worker {
+        /// How long the lease lasts without renewal, in milliseconds: the longest the tables
+        /// stall when the holder dies.
+        #[arg(long, value_name = "MILLISECONDS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(30..))]
+        lease_time: u64,
+    },
     /// Build the three read models from NATS JetStream, where `relay` publishes the log (on
     /// another machine, say): the events come from the broker's durable consumer, the read
     /// models and their checkpoints are saved in `--store` (for example
@@ -193,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo
         | Command::Generate { .. }
         | Command::Follow { .. }
+        | Command::Worker { .. }
         | Command::Consume(_)
         | Command::Relay(_)
         | Command::Serve { .. } => Access::Create,
@@ -251,6 +263,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(arguments) => consume::consume(&context, arguments).await,
         Command::Relay(arguments) => relay::relay(&context, arguments).await,
         Command::Status => follow::status(&context).await,
+        Command::Worker { lease_time } => {
+            worker::run(&context, Duration::from_millis(lease_time)).await
+        }
         Command::Generate {
             orders,
             seed,

@@ -5,10 +5,12 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use es_core::projection::table::{TableProjection, TableStore as _, Tables};
 use es_core::projection::{CatchUpReport, HistoricalView};
 use es_core::{
     AsOf, CodecId, EventStore, GlobalPosition, Projection, ProjectionRegistry, Timestamp,
 };
+use order_example::read_models::tables::{CustomerHistoryTable, InventoryTable, OrderSummaryTable};
 use order_example::read_models::{
     self, CustomerHistories, CustomerOrderHistory, Inventory, OrderSummaries, OrderSummary,
     StockLevel,
@@ -64,6 +66,56 @@ pub async fn current(context: &Context) -> anyhow::Result<(ProjectionRegistry, C
         bar.finish_and_clear();
     }
     Ok((registry, report))
+}
+
+/// The three read models as SQL tables in the store's database, opened (tables created if
+/// missing) at their durable checkpoints.
+async fn tables(
+    context: &Context,
+) -> anyhow::Result<(
+    Tables<OrderSummaryTable>,
+    Tables<InventoryTable>,
+    Tables<CustomerHistoryTable>,
+)> {
+    let database = context.store.table_database();
+    let open = "cannot open the read model tables";
+    Ok((
+        Tables::open(OrderSummaryTable, database.clone())
+            .await
+            .context(open)?,
+        Tables::open(InventoryTable::new(context.initial_stock), database.clone())
+            .await
+            .context(open)?,
+        Tables::open(CustomerHistoryTable, database)
+            .await
+            .context(open)?,
+    ))
+}
+
+/// Applies what is new to the read models' SQL tables (each page one transaction with its
+/// checkpoint).
+pub async fn catch_up_tables(context: &Context) -> anyhow::Result<()> {
+    let (summaries, inventory, histories) = tables(context).await?;
+    let failed = "cannot update the read model tables";
+    summaries.catch_up(&context.store).await.context(failed)?;
+    inventory.catch_up(&context.store).await.context(failed)?;
+    histories.catch_up(&context.store).await.context(failed)?;
+    Ok(())
+}
+
+/// Rebuilds the read models' SQL tables, each in one transaction (readers see the old rows
+/// until it commits); their names.
+async fn rebuild_tables(context: &Context) -> anyhow::Result<[&'static str; 3]> {
+    let (summaries, inventory, histories) = tables(context).await?;
+    let failed = "cannot rebuild the read model tables";
+    summaries.rebuild(&context.store).await.context(failed)?;
+    inventory.rebuild(&context.store).await.context(failed)?;
+    histories.rebuild(&context.store).await.context(failed)?;
+    Ok([
+        OrderSummaryTable::NAME,
+        InventoryTable::NAME,
+        CustomerHistoryTable::NAME,
+    ])
 }
 
 /// Saves the read models and their checkpoints in the store.
@@ -289,6 +341,7 @@ pub async fn rebuild(context: &Context) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     save(context, &registry).await?;
+    let tables = rebuild_tables(context).await?;
 
     let seconds = elapsed.as_secs_f64();
     let rate = output::per_second(report.events, seconds);
@@ -302,6 +355,7 @@ pub async fn rebuild(context: &Context) -> anyhow::Result<()> {
                 "seconds": seconds,
                 "events_per_second": rate,
                 "read_models": registry.checkpoints().map(|(name, _)| name).collect::<Vec<_>>(),
+                "tables": tables,
             }),
         );
     }
@@ -313,6 +367,11 @@ pub async fn rebuild(context: &Context) -> anyhow::Result<()> {
         seconds,
         output::thousands(rate),
         report.position
+    )?;
+    writeln!(
+        out,
+        "rebuilt their SQL tables too ({}), each in one transaction",
+        tables.join(", ")
     )?;
     Ok(())
 }
