@@ -452,7 +452,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     /// The snapshot and the events after it come in one call
     /// ([`SnapshotLocation::load_snapshot_and_events`]: one round trip on PostgreSQL, one
     /// reader-thread hop on SQLite); only a snapshot that turns out unusable costs a second
-    /// read, of the whole stream.
+    /// read, of the events before the snapshot's version (the rest are in hand).
     async fn load_bounded(
         &self,
         id: &str,
@@ -502,8 +502,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         if first == Version(1) {
             return Self::replay_all(id, &stream, &events, unusable);
         }
-        let events = self.read_range(&stream, Version(1), to).await?;
-        Self::replay_all(id, &stream, &events, unusable)
+        // The events from the snapshot's version on are in hand: read only the ones before
+        // it. Recorded events never change, so the two reads join into one history (a gap
+        // between them would be a broken stream, and replay says so).
+        let mut all = self
+            .read_range(&stream, Version(1), Version(first.0 - 1))
+            .await?;
+        all.extend(events);
+        Self::replay_all(id, &stream, &all, unusable)
     }
 
     /// The aggregate `id` from all of its `events`, from the first.
