@@ -46,6 +46,7 @@
 
 mod cqrs_order;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,8 +57,9 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use es_core::store::postgres::{Postgres, PostgresOptions};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
-    CodecId, DaemonClient, EventStore, GlobalPosition, InMemory, ProjectionDaemon,
+    AppendOutcome, CodecId, DaemonClient, EventStore, GlobalPosition, InMemory, ProjectionDaemon,
     ProjectionRegistry, ProjectionStore, Repository, SharedRegistry, SnapshotStore, Subscribe,
+    Version,
 };
 use order_example::load::Workload;
 use order_example::read_models::OrderSummaries;
@@ -181,44 +183,41 @@ async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
 /// Aggregates the cache holds in the `+cache` variants.
 const CACHE: usize = 4_096;
 
-/// One configuration of this framework: the read side, and whether the repository caches.
+/// One configuration of this framework: the read side, whether the repository caches, and
+/// when a lane waits for its write to show.
 #[derive(Clone, Copy, Debug)]
 struct Variant {
     ryw: Ryw,
     cache: bool,
+    /// Wait for a write to show just before the next command of the same order (the
+    /// consistency token a client carries from one request to its next), not right after it.
+    deferred: bool,
 }
 
 impl Variant {
-    const ALL: [Variant; 6] = [
+    const fn new(ryw: Ryw, cache: bool, deferred: bool) -> Variant {
         Variant {
-            ryw: Ryw::Registry,
-            cache: false,
-        },
-        Variant {
-            ryw: Ryw::Daemon,
-            cache: false,
-        },
-        Variant {
-            ryw: Ryw::Registry,
-            cache: true,
-        },
-        Variant {
-            ryw: Ryw::Daemon,
-            cache: true,
-        },
-        Variant {
-            ryw: Ryw::Shared,
-            cache: false,
-        },
-        Variant {
-            ryw: Ryw::Shared,
-            cache: true,
-        },
+            ryw,
+            cache,
+            deferred,
+        }
+    }
+
+    const ALL: [Variant; 8] = [
+        Variant::new(Ryw::Registry, false, false),
+        Variant::new(Ryw::Daemon, false, false),
+        Variant::new(Ryw::Shared, false, false),
+        Variant::new(Ryw::Registry, true, false),
+        Variant::new(Ryw::Daemon, true, false),
+        Variant::new(Ryw::Shared, true, false),
+        Variant::new(Ryw::Daemon, true, true),
+        Variant::new(Ryw::Shared, true, true),
     ];
 
     fn name(self) -> String {
         let cache = if self.cache { "+cache" } else { "" };
-        format!("{}{cache}", self.ryw.name())
+        let deferred = if self.deferred { "+deferred" } else { "" };
+        format!("{}{cache}{deferred}", self.ryw.name())
     }
 }
 
@@ -276,6 +275,26 @@ impl<S: EventStore> Reader<S> {
                 .expect("the daemon reaches the position"),
         }
     }
+
+    /// Asserts that the summary of `order` shows its event `version` (or a later one). The
+    /// daemon's read models live in its task: checked there by the final comparison only.
+    async fn assert_shows(&self, order: &str, version: Version) {
+        let shown = |registry: &ProjectionRegistry| {
+            registry
+                .get::<OrderSummaries>()
+                .and_then(|summaries| summaries.get(&OrderId::new(order)))
+                .map(|summary| summary.version)
+        };
+        let shown = match self {
+            Reader::Registry { registry, .. } => shown(&*registry.lock().await),
+            Reader::Shared(shared) => shared.read(shown).await,
+            Reader::Daemon(_) => return,
+        };
+        assert!(
+            shown >= Some(version),
+            "{order}: read model at {shown:?}, its write at {version}"
+        );
+    }
 }
 
 /// Stores this framework runs on.
@@ -285,7 +304,10 @@ impl<S: EventStore + SnapshotStore + Subscribe + ProjectionStore + Clone + 'stat
 {
 }
 
-async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan) -> Duration {
+/// Runs the workload on this framework. `checked`: after every wait, the lane also reads the
+/// order's summary and asserts that it shows the write waited for (the run that compares the
+/// frameworks' outcomes; not timed).
+async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked: bool) -> Duration {
     let mut repository = Repository::<Order, _>::new(store.clone()).with_codec(CodecId::Postcard);
     if variant.cache {
         repository = repository.with_cache(CACHE);
@@ -326,16 +348,34 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan) -> Durat
     for lane in &plan.lanes {
         let (repository, reader, lane) = (repository.clone(), reader.clone(), lane.clone());
         lanes.spawn(async move {
+            // Deferred: the position of the lane's last write to each order, waited for before
+            // the order's next command (and all of them before the lane ends).
+            let mut written: HashMap<&str, AppendOutcome> = HashMap::new();
             for (id, command) in lane.iter() {
+                if let Some(write) = written.remove(&**id) {
+                    reader.wait(write.position).await;
+                    if checked {
+                        reader.assert_shows(id, write.version).await;
+                    }
+                }
                 let updated = repository
                     .update(id, |order| command.decide(order))
                     .await
                     .expect("generated commands keep the business rules");
-                let position = updated
+                let write = updated
                     .outcome
-                    .expect("every generated command records an event")
-                    .position;
-                reader.wait(position).await;
+                    .expect("every generated command records an event");
+                if variant.deferred {
+                    written.insert(id, write);
+                } else {
+                    reader.wait(write.position).await;
+                    if checked {
+                        reader.assert_shows(id, write.version).await;
+                    }
+                }
+            }
+            if let Some(last) = written.values().map(|write| write.position).max() {
+                reader.wait(last).await;
             }
         });
     }
@@ -355,11 +395,18 @@ fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
     let (framework, cqrs_rows) = cqrs_framework();
     runtime.block_on(run_cqrs(framework, plan));
     let store = InMemory::new();
-    let variant = Variant {
-        ryw: Ryw::Registry,
-        cache: true,
-    };
-    runtime.block_on(run_es(store.clone(), variant, plan));
+    for variant in [
+        Variant::new(Ryw::Shared, true, false),
+        Variant::new(Ryw::Registry, false, true),
+    ] {
+        runtime.block_on(run_es(InMemory::new(), variant, plan, true));
+    }
+    runtime.block_on(run_es(
+        store.clone(),
+        Variant::new(Ryw::Shared, true, true),
+        plan,
+        true,
+    ));
     let mut registry = ProjectionRegistry::new()
         .with(OrderSummaries::default())
         .unwrap();
@@ -386,7 +433,6 @@ fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
         assert_eq!(row.lines, summary.lines);
         assert_eq!(row.customer_id, summary.customer_id);
     }
-    let _ = OrderId::new("checked");
 }
 
 fn group_for<'a>(
@@ -431,7 +477,7 @@ fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
             group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
-                        .map(|_| runtime.block_on(run_es(InMemory::new(), variant, &plan)))
+                        .map(|_| runtime.block_on(run_es(InMemory::new(), variant, &plan, false)))
                         .sum()
                 });
             });
@@ -456,7 +502,7 @@ fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
                                 .join(format!("{}.db", files.fetch_add(1, Ordering::Relaxed)));
                             runtime.block_on(async {
                                 let store = Sqlite::open(&path).await.expect("SQLite opens");
-                                let elapsed = run_es(store.clone(), variant, &plan).await;
+                                let elapsed = run_es(store.clone(), variant, &plan, false).await;
                                 store.close().await;
                                 elapsed
                             })
@@ -492,7 +538,7 @@ fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
                                     .with_pool_size(8);
                                 let store =
                                     Postgres::connect_with(options).await.expect("PostgreSQL");
-                                let elapsed = run_es(store.clone(), variant, &plan).await;
+                                let elapsed = run_es(store.clone(), variant, &plan, false).await;
                                 drop_schema(&url, &schema).await;
                                 store.close().await;
                                 elapsed

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::event::EventSet;
 use crate::schema::SchemaTraceError;
+use crate::shared::SharedStr;
 use crate::types::{StreamId, Version};
 
 /// Applies one event type to an aggregate's state. Implement it once per event the aggregate
@@ -64,7 +65,9 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'sta
 /// recorded since, which [`Repository::save`](crate::Repository::save) appends.
 #[derive(Clone, Debug)]
 pub struct AggregateRoot<A: Aggregate> {
-    id: String,
+    id: SharedStr,
+    /// `A::stream_id(id)`, worked out once: every save names the stream.
+    stream: StreamId,
     state: A,
     version: Version,
     pending: Vec<A::Event>,
@@ -74,9 +77,11 @@ pub struct AggregateRoot<A: Aggregate> {
 
 impl<A: Aggregate> AggregateRoot<A> {
     /// A new aggregate with no history.
-    pub fn new(id: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<SharedStr>) -> Self {
+        let id = id.into();
         AggregateRoot {
-            id: id.into(),
+            stream: A::stream_id(&id),
+            id,
             state: A::default(),
             version: Version::INITIAL,
             pending: Vec::new(),
@@ -85,9 +90,11 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// An aggregate rebuilt elsewhere (from a snapshot and events) at `version`.
-    pub fn from_parts(id: impl Into<String>, state: A, version: Version) -> Self {
+    pub fn from_parts(id: impl Into<SharedStr>, state: A, version: Version) -> Self {
+        let id = id.into();
         AggregateRoot {
-            id: id.into(),
+            stream: A::stream_id(&id),
+            id,
             state,
             version,
             pending: Vec::new(),
@@ -166,7 +173,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// The stream of this aggregate.
     #[must_use]
     pub fn stream_id(&self) -> StreamId {
-        A::stream_id(&self.id)
+        self.stream.clone()
     }
 
     /// The current state, including events not yet saved.

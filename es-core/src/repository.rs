@@ -271,11 +271,14 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     }
 
     /// This repository keeping the latest state of up to `capacity` recently used aggregates
-    /// in memory (least recently used first out; `capacity` 0 counts as 1), so that commands
+    /// in memory (an entry not used since the eviction hand last passed it goes first: the
+    /// CLOCK approximation of least recently used; `capacity` 0 counts as 1), so that commands
     /// do not load them again.
     ///
     /// - [`update`](Repository::update) decides on the cached state without any store call
-    ///   and saves expecting the cached version. The store's version check is what makes this
+    ///   and saves expecting the cached version. The state is moved out of the cache for the
+    ///   command, not copied, and its save puts the new state back (one copy per command); a
+    ///   concurrent command on the same aggregate meanwhile loads it from the store. The store's version check is what makes this
     ///   safe when other writers (other repositories, other processes over the same store)
     ///   change the aggregate: a save from a state that is no longer current conflicts and
     ///   writes nothing; the entry is dropped and the command runs again on the state loaded
@@ -385,9 +388,10 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         Ok(root)
     }
 
-    /// The cached aggregate `id`, as a root to run a command on, if the cache holds it.
+    /// The cached aggregate `id`, moved out of the cache as a root to run a command on, if the
+    /// cache holds it.
     fn cached_root(&self, id: &str) -> Option<AggregateRoot<A>> {
-        let cached = self.cache.as_ref()?.get(id)?;
+        let (id, cached) = self.cache.as_ref()?.take(id)?;
         Some(AggregateRoot::from_parts(id, cached.state, cached.version))
     }
 

@@ -191,7 +191,14 @@ impl Timestamp {
     /// The current time of the system clock.
     #[must_use]
     pub fn now() -> Self {
-        Timestamp::from(Utc::now())
+        // Straight from the system time (no calendar arithmetic): every append reads it.
+        let micros = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            // Before 1970: rounded down, as `DateTime::timestamp_micros` does.
+            Err(before) => i64::try_from(before.duration().as_nanos().div_ceil(1_000))
+                .map_or(i64::MIN, |micros| -micros),
+        };
+        Timestamp(micros)
     }
 
     /// This instant as a chrono `DateTime`.
@@ -372,6 +379,14 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_reads_the_system_clock_in_microseconds() {
+        let before = Timestamp::from(Utc::now());
+        let now = Timestamp::now();
+        let after = Timestamp::from(Utc::now());
+        assert!(before <= now && now <= after, "{before:?} {now:?} {after:?}");
+    }
 
     #[test]
     fn every_timestamp_round_trips_through_json_and_postcard() {

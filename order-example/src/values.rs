@@ -135,6 +135,14 @@ macro_rules! id_type {
             }
         }
 
+        // Compares, orders and hashes as its text (derived from the `String`), so maps keyed
+        // by it can be searched with a `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+
+use tokio::sync::{Mutex, MutexGuard, Notify};
 
 use crate::store::EventStore;
 use crate::types::GlobalPosition;
@@ -25,16 +29,18 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
 ///
 /// - A waiter whose position the read models have already seen returns at once, without any
 ///   store call and without waiting for the lock.
-/// - Otherwise it queues for the lock. Whoever holds it runs one catch-up to the end of what
-///   the log shows (reading pages until a short one, one `read_all` per page; on PostgreSQL the
-///   gap-safe bound is computed once per page), so every waiter whose write committed before
-///   that run is served by it and returns, when its turn comes, without a store call.
+/// - Otherwise, if no catch-up is running, it runs one itself, to the end of what the log
+///   shows (reading pages until a short one, one `read_all` per page; on PostgreSQL the
+///   gap-safe bound is computed once per page). If one is running, it does not queue for a
+///   lock: it sleeps until that run ends, and every waiter whose write committed before the
+///   run began is served by it and returns, all at once, without a store call.
 /// - A position the log does not show yet (a write still committing elsewhere) is polled for,
 ///   with growing pauses (1 ms up to 50 ms) during which the lock is free.
 /// - Every wait is bounded by the registry's
-///   [wait timeout](ProjectionRegistry::with_wait_timeout), whether it is queued, catching up or
-///   pausing: [`ProjectionError::PositionNotReached`] when it runs out. A catch-up cut short by
-///   a timeout leaves every checkpoint matching what its read model has applied.
+///   [wait timeout](ProjectionRegistry::with_wait_timeout), whether it is sleeping, catching up
+///   or pausing: [`ProjectionError::PositionNotReached`] when it runs out. A catch-up cut short
+///   by a timeout leaves every checkpoint matching what its read model has applied. No timer
+///   is armed for a catch-up that completes when first polled (an in-memory store's).
 /// - A failing catch-up (a read model's error, the store's) is returned to the waiter that ran
 ///   it; every other waiter still behind runs its own and sees the failure too.
 ///
@@ -126,7 +132,11 @@ impl<S> std::fmt::Debug for SharedRegistry<S> {
 
 struct Inner<S> {
     store: S,
+    /// Held by the one catch-up running, and by [`SharedRegistry::read`]. Waiters never queue
+    /// for it: they `try_lock`, and sleep on `released` when it is taken.
     registry: Mutex<Locked>,
+    /// Signalled each time the registry lock is released.
+    released: Notify,
     /// The lowest checkpoint after the last catch-up: every read model has seen it.
     reached: AtomicU64,
     wait_timeout: Duration,
@@ -150,6 +160,7 @@ impl<S: EventStore> SharedRegistry<S> {
                 reached: AtomicU64::new(registry.position().get()),
                 wait_timeout: registry.wait_timeout(),
                 empty: registry.is_empty(),
+                released: Notify::new(),
                 registry: Mutex::new(Locked {
                     registry,
                     checked: false,
@@ -180,20 +191,28 @@ impl<S: EventStore> SharedRegistry<S> {
         if reached >= position || self.inner.empty {
             return Ok(reached);
         }
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.inner.wait_timeout;
+        let mut clock = WaitClock::new(self.inner.wait_timeout);
         let mut pause = FIRST_POLL_INTERVAL;
         loop {
-            let Ok(mut locked) =
-                tokio::time::timeout_at(deadline, self.inner.registry.lock()).await
-            else {
-                return Err(self.not_reached(position, started));
-            };
-            // The run that held the lock may have served this wait.
+            // Registered before the lock is tried, so a release in between is not missed.
+            let mut released = pin!(self.inner.released.notified());
+            released.as_mut().enable();
             let reached = self.position();
             if reached >= position {
                 return Ok(reached);
             }
+            let Ok(guard) = self.inner.registry.try_lock() else {
+                // A catch-up is running (or a reader holds the registry): wait for it to end.
+                if clock.within(released).await.is_err() {
+                    return Err(self.not_reached(position, &clock));
+                }
+                continue;
+            };
+            let mut turn = Turn {
+                guard: Some(guard),
+                released: &self.inner.released,
+            };
+            let locked = turn.locked();
             let store = &self.inner.store;
             let run = async {
                 if locked.checked {
@@ -204,29 +223,29 @@ impl<S: EventStore> SharedRegistry<S> {
                     report
                 }
             };
-            match tokio::time::timeout_at(deadline, run).await {
+            match clock.within(run).await {
                 Ok(Ok(report)) => {
                     self.inner
                         .reached
                         .fetch_max(report.position.get(), Ordering::AcqRel);
                 }
                 Ok(Err(error)) => return Err(error),
-                Err(_elapsed) => {
+                Err(TimedOut) => {
                     // Cut short between two events: the checkpoints match what was applied.
-                    let seen = locked.registry.position().get();
+                    let seen = turn.locked().registry.position().get();
                     self.inner.reached.fetch_max(seen, Ordering::AcqRel);
-                    return Err(self.not_reached(position, started));
+                    return Err(self.not_reached(position, &clock));
                 }
             }
-            drop(locked);
+            drop(turn);
             let reached = self.position();
             if reached >= position {
                 return Ok(reached);
             }
             // The log does not show the position yet: let others run, and look again.
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let remaining = clock.remaining();
             if remaining.is_zero() {
-                return Err(self.not_reached(position, started));
+                return Err(self.not_reached(position, &clock));
             }
             tokio::time::sleep(pause.min(remaining)).await;
             pause = (pause * 2).min(MAX_POLL_INTERVAL);
@@ -236,15 +255,88 @@ impl<S: EventStore> SharedRegistry<S> {
     /// Runs `query` on the registry (after any catch-up in progress): read the read models
     /// with [`ProjectionRegistry::get`].
     pub async fn read<R>(&self, query: impl FnOnce(&ProjectionRegistry) -> R) -> R {
-        query(&self.inner.registry.lock().await.registry)
+        let mut turn = Turn {
+            guard: Some(self.inner.registry.lock().await),
+            released: &self.inner.released,
+        };
+        query(&turn.locked().registry)
     }
 
-    fn not_reached(&self, requested: GlobalPosition, started: Instant) -> ProjectionError {
+    fn not_reached(&self, requested: GlobalPosition, clock: &WaitClock) -> ProjectionError {
         ProjectionError::PositionNotReached {
             requested,
             reached: self.position(),
-            waited: started.elapsed(),
+            waited: clock.waited(),
         }
+    }
+}
+
+/// The registry lock, held: releasing it (also when the holder's future is dropped midway)
+/// wakes every waiter sleeping on `released`.
+struct Turn<'a> {
+    guard: Option<MutexGuard<'a, Locked>>,
+    released: &'a Notify,
+}
+
+impl Turn<'_> {
+    fn locked(&mut self) -> &mut Locked {
+        self.guard.as_mut().expect("held until the turn drops")
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Unlocked first, so every waiter woken finds the lock free.
+        drop(self.guard.take());
+        self.released.notify_waiters();
+    }
+}
+
+/// The deadline of one wait, armed only when something has to wait: a wait served by a
+/// catch-up that completes at its first poll reads no clock.
+struct WaitClock {
+    timeout: Duration,
+    /// When the wait first had to wait, and its deadline.
+    armed: Option<(Instant, tokio::time::Instant)>,
+}
+
+/// A wait ran out of time.
+struct TimedOut;
+
+impl WaitClock {
+    fn new(timeout: Duration) -> Self {
+        WaitClock {
+            timeout,
+            armed: None,
+        }
+    }
+
+    fn deadline(&mut self) -> tokio::time::Instant {
+        let timeout = self.timeout;
+        self.armed
+            .get_or_insert_with(|| (Instant::now(), tokio::time::Instant::now() + timeout))
+            .1
+    }
+
+    /// `future`'s output, unless the deadline passes first; the timer is armed only if the
+    /// first poll does not complete it.
+    async fn within<F: Future>(&mut self, future: F) -> Result<F::Output, TimedOut> {
+        let mut future = pin!(future);
+        if let Poll::Ready(output) = poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+            return Ok(output);
+        }
+        tokio::time::timeout_at(self.deadline(), future)
+            .await
+            .map_err(|_| TimedOut)
+    }
+
+    fn remaining(&mut self) -> Duration {
+        self.deadline()
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    fn waited(&self) -> Duration {
+        self.armed.map_or(Duration::ZERO, |(since, _)| since.elapsed())
     }
 }
 

@@ -1,17 +1,20 @@
 //! The repository's aggregate cache: the latest known state of recently used aggregates, so a
 //! command does not load them from the store again.
 //!
-//! Bounded: it holds at most `capacity` aggregates and forgets the least recently used one to
-//! make room. Each entry is a state with the version it is at and the id of the event that
-//! brought it there, so a reader can confirm against the log that the entry still describes
-//! it (see [`Repository::load`](super::Repository::load)).
+//! Bounded: it holds at most `capacity` aggregates. To make room it forgets one that has not
+//! been used since the eviction hand last passed it (the CLOCK approximation of least recently
+//! used: a use sets a flag, no list is reordered, so a hit costs one hash lookup). Each entry is
+//! a state with the version it is at and the id of the event that brought it there, so a reader
+//! can confirm against the log that the entry still describes it (see
+//! [`Repository::load`](super::Repository::load)).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use uuid::Uuid;
 
+use crate::shared::SharedStr;
 use crate::types::Version;
 
 /// How the aggregate cache of a repository has been used since the repository was created.
@@ -49,6 +52,11 @@ pub(super) struct Cached<A> {
 pub(super) trait AggregateCache<A>: Send + Sync {
     /// A copy of the entry of `id`, marking it recently used; counts a hit or a miss.
     fn get(&self, id: &str) -> Option<Cached<A>>;
+    /// The entry of `id`, moved out (no copy) for a command to run on: until the command's
+    /// save [puts](AggregateCache::put) the new state back, the id misses, so a concurrent
+    /// command on it loads from the store. Counts a hit or a miss.
+    /// Also gives the id, shared with the cache's key (no copy of the text either).
+    fn take(&self, id: &str) -> Option<(SharedStr, Cached<A>)>;
     /// Stores a copy of `state` for `id`, unless the cache holds a later version already.
     fn put(&self, id: &str, state: &A, version: Version, last_event: Uuid);
     /// Forgets `id`.
@@ -63,33 +71,37 @@ pub(super) trait AggregateCache<A>: Send + Sync {
 
 /// A bounded least-recently-used map behind one mutex, held for a map operation and a clone.
 pub(super) struct LruCache<A> {
-    inner: Mutex<Lru<A>>,
+    inner: Mutex<Clock<A>>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
 }
 
-struct Lru<A> {
-    entries: HashMap<Box<str>, Slot<A>>,
-    /// Entry ids by the tick of their last use: the first is the least recently used.
-    by_use: BTreeMap<u64, Box<str>>,
-    tick: u64,
+/// The entries, in a ring the eviction hand walks.
+struct Clock<A> {
+    /// Where each id sits in `slots`.
+    index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+    slots: Vec<Slot<A>>,
+    /// The next slot the hand looks at when room is needed.
+    hand: usize,
 }
 
 struct Slot<A> {
-    cached: Cached<A>,
-    used: u64,
+    id: Arc<str>,
+    /// `None` while a command holds the state it [took](AggregateCache::take).
+    cached: Option<Cached<A>>,
+    /// Used since the hand last passed: spared once.
+    used: bool,
 }
 
 impl<A> LruCache<A> {
-    /// An empty cache holding at most `capacity` aggregates (at least 1).
     pub(super) fn new(capacity: usize) -> Self {
         LruCache {
-            inner: Mutex::new(Lru {
-                entries: HashMap::new(),
-                by_use: BTreeMap::new(),
-                tick: 0,
+            inner: Mutex::new(Clock {
+                index: HashMap::default(),
+                slots: Vec::new(),
+                hand: 0,
             }),
             capacity: capacity.max(1),
             hits: AtomicU64::new(0),
@@ -98,67 +110,112 @@ impl<A> LruCache<A> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<A>> {
-        // The map is consistent after every operation (no user code runs under the lock but
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clock<A>> {
+        // The ring is consistent after every operation (no user code runs under the lock but
         // `Clone`, which cannot leave it half-changed), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn count(&self, found: bool) {
+        let counter = if found { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-impl<A> Lru<A> {
-    fn touch(&mut self, id: &str) -> Option<&Slot<A>> {
-        self.tick += 1;
-        let tick = self.tick;
-        let slot = self.entries.get_mut(id)?;
-        let key = self.by_use.remove(&slot.used).unwrap_or_else(|| id.into());
-        slot.used = tick;
-        self.by_use.insert(tick, key);
-        Some(slot)
+impl<A> Clock<A> {
+    fn slot_mut(&mut self, id: &str) -> Option<&mut Slot<A>> {
+        let &at = self.index.get(id)?;
+        Some(&mut self.slots[at])
+    }
+
+    /// A slot for a new id, evicting an unused entry when the ring is full.
+    fn vacate(&mut self, capacity: usize) -> Option<usize> {
+        if self.slots.len() < capacity {
+            return None;
+        }
+        loop {
+            let at = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            let slot = &mut self.slots[at];
+            if slot.used {
+                slot.used = false;
+            } else {
+                self.index.remove(&slot.id);
+                return Some(at);
+            }
+        }
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(slot) = self.entries.remove(id) {
-            self.by_use.remove(&slot.used);
+        let Some(at) = self.index.remove(id) else {
+            return;
+        };
+        self.slots.swap_remove(at);
+        if let Some(moved) = self.slots.get(at) {
+            self.index.insert(Arc::clone(&moved.id), at);
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
         }
     }
 }
 
 impl<A: Clone + Send + Sync> AggregateCache<A> for LruCache<A> {
     fn get(&self, id: &str) -> Option<Cached<A>> {
-        let found = self.lock().touch(id).map(|slot| slot.cached.clone());
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let found = self.lock().slot_mut(id).and_then(|slot| {
+            slot.used = true;
+            slot.cached.clone()
+        });
+        self.count(found.is_some());
+        found
+    }
+
+    fn take(&self, id: &str) -> Option<(SharedStr, Cached<A>)> {
+        let found = self.lock().slot_mut(id).and_then(|slot| {
+            slot.used = true;
+            let cached = slot.cached.take()?;
+            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
+        });
+        self.count(found.is_some());
         found
     }
 
     fn put(&self, id: &str, state: &A, version: Version, last_event: Uuid) {
-        let mut lru = self.lock();
-        if let Some(slot) = lru.entries.get(id) {
+        let mut clock = self.lock();
+        if let Some(slot) = clock.slot_mut(id) {
             // Two saves of one aggregate can finish in either order; the later version wins.
-            if slot.cached.version > version {
+            if slot.cached.as_ref().is_some_and(|cached| cached.version > version) {
                 return;
             }
+            slot.cached = Some(Cached {
+                state: state.clone(),
+                version,
+                last_event,
+            });
+            slot.used = true;
+            return;
         }
-        let cached = Cached {
-            state: state.clone(),
-            version,
-            last_event,
+        let id: Arc<str> = id.into();
+        let slot = Slot {
+            id: Arc::clone(&id),
+            cached: Some(Cached {
+                state: state.clone(),
+                version,
+                last_event,
+            }),
+            used: false,
         };
-        lru.remove(id);
-        while lru.entries.len() >= self.capacity {
-            let Some((_, oldest)) = lru.by_use.pop_first() else {
-                break;
-            };
-            lru.entries.remove(&oldest);
-        }
-        lru.tick += 1;
-        let used = lru.tick;
-        lru.by_use.insert(used, id.into());
-        lru.entries.insert(id.into(), Slot { cached, used });
+        let at = match clock.vacate(self.capacity) {
+            Some(at) => {
+                clock.slots[at] = slot;
+                at
+            }
+            None => {
+                clock.slots.push(slot);
+                clock.slots.len() - 1
+            }
+        };
+        clock.index.insert(id, at);
     }
 
     fn evict(&self, id: &str) {
@@ -171,9 +228,10 @@ impl<A: Clone + Send + Sync> AggregateCache<A> for LruCache<A> {
     }
 
     fn clear(&self) {
-        let mut lru = self.lock();
-        lru.entries.clear();
-        lru.by_use.clear();
+        let mut clock = self.lock();
+        clock.index.clear();
+        clock.slots.clear();
+        clock.hand = 0;
     }
 
     fn stats(&self) -> CacheStats {
@@ -181,7 +239,12 @@ impl<A: Clone + Send + Sync> AggregateCache<A> for LruCache<A> {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
-            len: self.lock().entries.len(),
+            len: self
+                .lock()
+                .slots
+                .iter()
+                .filter(|slot| slot.cached.is_some())
+                .count(),
             capacity: self.capacity,
         }
     }
@@ -243,18 +306,55 @@ mod tests {
     }
 
     #[test]
-    fn many_puts_keep_the_use_order_consistent() {
+    fn many_puts_evictions_and_takes_keep_the_index_consistent() {
         let cache = LruCache::<u64>::new(8);
-        for round in 0..100u64 {
+        for round in 0..500u64 {
             let key = format!("k{}", round % 13);
             cache.put(&key, &round, Version(round), id(u128::from(round)));
             let _ = cache.get(&format!("k{}", round % 5));
+            if round % 7 == 0 {
+                let _ = cache.take(&format!("k{}", round % 11));
+            }
+            if round % 17 == 0 {
+                cache.evict(&format!("k{}", round % 3));
+            }
+            let clock = cache.lock();
+            assert!(clock.slots.len() <= 8);
+            assert_eq!(clock.index.len(), clock.slots.len());
+            for (key, &at) in &clock.index {
+                assert_eq!(clock.slots[at].id, *key);
+            }
+            assert!(clock.hand < clock.slots.len().max(1));
         }
-        let lru = cache.lock();
-        assert_eq!(lru.entries.len(), 8);
-        assert_eq!(lru.by_use.len(), 8);
-        for (tick, key) in &lru.by_use {
-            assert_eq!(lru.entries[key].used, *tick);
+    }
+
+    #[test]
+    fn a_taken_entry_misses_until_it_is_put_back() {
+        let cache = LruCache::<u32>::new(4);
+        cache.put("a", &1, Version(1), id(1));
+        let (id_taken, taken) = cache.take("a").expect("cached");
+        assert_eq!(id_taken, "a");
+        assert_eq!((taken.state, taken.version), (1, Version(1)));
+        assert!(cache.get("a").is_none());
+        assert!(cache.take("a").is_none());
+        cache.put("a", &2, Version(2), id(2));
+        assert_eq!(cache.get("a").map(|c| c.state), Some(2));
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.len), (2, 2, 1));
+    }
+
+    #[test]
+    fn a_used_entry_survives_a_pass_of_the_hand_and_an_unused_one_goes() {
+        let cache = LruCache::<u32>::new(3);
+        for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.put(key, &0, Version(1), id(n as u128));
+        }
+        let _ = cache.get("a");
+        let _ = cache.get("c");
+        cache.put("d", &0, Version(1), id(9));
+        assert!(cache.get("b").is_none(), "b was the only one not used");
+        for key in ["a", "c", "d"] {
+            assert!(cache.get(key).is_some(), "{key}");
         }
     }
 }

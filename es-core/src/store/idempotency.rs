@@ -99,6 +99,18 @@ impl fmt::Display for DuplicateEventIds {
 /// # Errors
 /// [`StoreError::DuplicateEventIds`] naming each repeated occurrence.
 pub(crate) fn check_batch_ids(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError> {
+    // The usual batch is a few events: comparing each pair costs less than hashing them.
+    let distinct = match events {
+        [] | [_] => true,
+        _ if events.len() <= 16 => events
+            .iter()
+            .enumerate()
+            .all(|(index, event)| events[..index].iter().all(|e| e.event_id != event.event_id)),
+        _ => false,
+    };
+    if distinct {
+        return Ok(());
+    }
     let mut seen = HashSet::with_capacity(events.len());
     let duplicates: Vec<DuplicateEventId> = events
         .iter()

@@ -50,7 +50,17 @@ impl Wakeups {
 
     /// Wakes every subscription waiting for new events. Cheap (no allocation, no I/O) and
     /// callable from any thread; many calls before a subscription looks count as one.
+    ///
+    /// With no subscription alive it does nothing at all (one atomic load): a subscription
+    /// registers for wake-ups before it first reads the log, so a commit made before it
+    /// registered is in that first read, and the signal is only needed once one exists.
     pub fn wake(&self) {
+        // Pairs with the registration in `listen`: a subscription registered before this
+        // commit's wake-up is counted here, one registered after reads the log after it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.commits.receiver_count() == 0 {
+            return;
+        }
         self.commits
             .send_modify(|commits| *commits = commits.wrapping_add(1));
     }
@@ -77,7 +87,11 @@ impl Wakeups {
     }
 
     pub(super) fn listen(&self) -> watch::Receiver<u64> {
-        self.commits.subscribe()
+        let receiver = self.commits.subscribe();
+        // Pairs with the fence in `wake`: the registration is visible to every commit whose
+        // wake-up comes after the log read that follows it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        receiver
     }
 
     pub(super) fn hold(&self, events: usize) {

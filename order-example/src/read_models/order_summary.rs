@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use es_core::{Projection, RecordedEvent, Timestamp, Version};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, event_type, is_order_event, ReadModelError};
+use super::{event_type, is_order_event, ReadModelError};
 use crate::domain::{OrderEvent, OrderLine, OrderStatus};
 use crate::values::{CustomerId, Money, OrderId, ProductId};
 
@@ -129,8 +129,10 @@ impl Projection for OrderSummaries {
     }
 
     fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), ReadModelError> {
-        let (order_id, event) = decode(recorded)?;
+        let event = recorded.decode::<OrderEvent>()?;
+        let id = recorded.stream.aggregate_id();
         if let OrderEvent::OrderCreated(created) = &event {
+            let order_id = OrderId::new(id);
             self.orders.insert(
                 order_id.clone(),
                 OrderSummary {
@@ -148,9 +150,10 @@ impl Projection for OrderSummaries {
             );
             return Ok(());
         }
-        let Some(summary) = self.orders.get_mut(&order_id) else {
+        // Looked up by the stream's text: no id is allocated for an order already open.
+        let Some(summary) = self.orders.get_mut(id) else {
             return Err(ReadModelError::UnknownOrder {
-                order: order_id,
+                order: OrderId::new(id),
                 event_type: event_type(&event),
             });
         };
