@@ -1,5 +1,7 @@
 //! Aggregates: state rebuilt from events, and the root that tracks what is not yet saved.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -63,16 +65,37 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'sta
 
 /// One aggregate instance: its id, its state, the version it was loaded at, and the events
 /// recorded since, which [`Repository::save`](crate::Repository::save) appends.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct AggregateRoot<A: Aggregate> {
     id: SharedStr,
     /// `A::stream_id(id)`, worked out once: every save names the stream.
     stream: StreamId,
-    state: A,
+    /// Shared with the repository's [cache](crate::Repository::with_cache) after a save, so
+    /// neither a save nor the next command copies it; copied (with `unshare`) only when a
+    /// root changes a state something else still holds.
+    state: Arc<A>,
+    /// How to copy a shared state before changing it: set wherever a state is shared (only
+    /// with `A: Clone`); `None` means this root's state is never shared.
+    unshare: Option<fn(&A) -> A>,
     version: Version,
     pending: Vec<A::Event>,
     /// Loaded past a snapshot that could not be used: the next snapshot replaces it.
     unusable_snapshot: bool,
+}
+
+impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
+    fn clone(&self) -> Self {
+        AggregateRoot {
+            id: self.id.clone(),
+            stream: self.stream.clone(),
+            // The copy shares the state until either side changes it.
+            state: Arc::clone(&self.state),
+            unshare: Some(A::clone),
+            version: self.version,
+            pending: self.pending.clone(),
+            unusable_snapshot: self.unusable_snapshot,
+        }
+    }
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -82,7 +105,8 @@ impl<A: Aggregate> AggregateRoot<A> {
         AggregateRoot {
             stream: A::stream_id(&id),
             id,
-            state: A::default(),
+            state: Arc::default(),
+            unshare: None,
             version: Version::INITIAL,
             pending: Vec::new(),
             unusable_snapshot: false,
@@ -95,11 +119,46 @@ impl<A: Aggregate> AggregateRoot<A> {
         AggregateRoot {
             stream: A::stream_id(&id),
             id,
-            state,
+            state: Arc::new(state),
+            unshare: None,
             version,
             pending: Vec::new(),
             unusable_snapshot: false,
         }
+    }
+
+    /// A root on a state that others may hold too (the repository's cache): the first change
+    /// copies it, unless this root is the only holder by then.
+    pub(crate) fn from_shared(
+        id: SharedStr,
+        state: Arc<A>,
+        version: Version,
+        unshare: fn(&A) -> A,
+    ) -> Self {
+        AggregateRoot {
+            stream: A::stream_id(&id),
+            id,
+            state,
+            unshare: Some(unshare),
+            version,
+            pending: Vec::new(),
+            unusable_snapshot: false,
+        }
+    }
+
+    /// The state, to be shared (with the repository's cache) without copying it; `unshare`
+    /// (the state's `Clone`) is how this root copies it back before its next change.
+    pub(crate) fn share_state(&mut self, unshare: fn(&A) -> A) -> Arc<A> {
+        self.unshare = Some(unshare);
+        Arc::clone(&self.state)
+    }
+
+    /// The state, to change: copied first if something else holds it too.
+    fn state_mut(&mut self) -> &mut A {
+        if Arc::get_mut(&mut self.state).is_none() {
+            self.state = Arc::new(copy_shared(self.unshare, &self.state));
+        }
+        Arc::get_mut(&mut self.state).expect("the state was just made this root's own")
     }
 
     /// Runs a command and records the events it decides on.
@@ -151,8 +210,19 @@ impl<A: Aggregate> AggregateRoot<A> {
     {
         let events = decide(&self.state)?;
         let first_new = self.pending.len();
-        for event in events {
-            self.record(event);
+        if first_new == 0 {
+            // The usual case: the decision's own vector becomes the pending list.
+            if !events.is_empty() {
+                let state = self.state_mut();
+                for event in &events {
+                    state.apply_event(event);
+                }
+            }
+            self.pending = events;
+        } else {
+            for event in events {
+                self.record(event);
+            }
         }
         Ok(&self.pending[first_new..])
     }
@@ -160,7 +230,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// Applies `event` to the state and keeps it for the next save.
     pub fn record(&mut self, event: impl Into<A::Event>) {
         let event = event.into();
-        self.state.apply_event(&event);
+        self.state_mut().apply_event(&event);
         self.pending.push(event);
     }
 
@@ -229,7 +299,15 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// The state, leaving the root.
+    #[must_use]
     pub fn into_state(self) -> A {
-        self.state
+        let unshare = self.unshare;
+        Arc::try_unwrap(self.state).unwrap_or_else(|shared| copy_shared(unshare, &shared))
     }
+}
+
+/// A copy of a state something else holds too, made with the `Clone` of whoever shared it.
+fn copy_shared<A>(unshare: Option<fn(&A) -> A>, state: &A) -> A {
+    let unshare = unshare.expect("a state is only shared where `A: Clone` set how to copy it");
+    unshare(state)
 }

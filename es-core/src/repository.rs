@@ -179,7 +179,7 @@ pub struct Repository<A, S, P = SameStore> {
     aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A, S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Repository<A, S, P> {
+impl<A: Aggregate, S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Repository<A, S, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repository")
             .field("store", &self.store)
@@ -355,21 +355,24 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         let Some(cache) = &self.cache else {
             return Ok(self.load_bounded(id, None).await?.0);
         };
-        if let Some(cached) = cache.get(id) {
-            let stream = A::stream_id(id);
+        if let Some((cached, last_event)) = cache.get(id) {
+            let stream = cached.stream_id();
             let events = self
-                .read_range(&stream, cached.version, Version(u64::MAX))
+                .read_range(&stream, cached.version(), Version(u64::MAX))
                 .await?;
             match events.split_first() {
                 Some((first, tail))
-                    if first.version == cached.version && first.event_id == cached.last_event =>
+                    if first.version == cached.version() && first.event_id == last_event =>
                 {
-                    let (state, version) =
-                        replay::<A>(&stream, cached.state, cached.version, tail)?;
-                    if let Some(last) = tail.last() {
-                        cache.put(id, &state, version, last.event_id);
-                    }
-                    return Ok(AggregateRoot::from_parts(id, state, version));
+                    let Some(last) = tail.last() else {
+                        // Current: the root shares the cached state.
+                        return Ok(cached);
+                    };
+                    let from = cached.version();
+                    let (state, version) = replay::<A>(&stream, cached.into_state(), from, tail)?;
+                    let mut root = AggregateRoot::from_parts(id, state, version);
+                    cache.put(&mut root, last.event_id);
+                    return Ok(root);
                 }
                 _ => cache.evict_stale(id),
             }
@@ -379,10 +382,10 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
 
     /// Loads `id` from the store, and caches it when it can be confirmed later.
     async fn load_into_cache(&self, id: &str) -> Result<AggregateRoot<A>, RepositoryError> {
-        let (root, last_event) = self.load_bounded(id, None).await?;
+        let (mut root, last_event) = self.load_bounded(id, None).await?;
         if let (Some(cache), Some(last_event)) = (&self.cache, last_event) {
             if !root.has_unusable_snapshot() {
-                cache.put(id, root.state(), root.version(), last_event);
+                cache.put(&mut root, last_event);
             }
         }
         Ok(root)
@@ -391,8 +394,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     /// The cached aggregate `id`, moved out of the cache as a root to run a command on, if the
     /// cache holds it.
     fn cached_root(&self, id: &str) -> Option<AggregateRoot<A>> {
-        let (id, cached) = self.cache.as_ref()?.take(id)?;
-        Some(AggregateRoot::from_parts(id, cached.state, cached.version))
+        self.cache.as_ref()?.take(id)
     }
 
     /// Loads the aggregate `id`, or fails with [`RepositoryError::NotFound`] if it has no
@@ -706,7 +708,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 if outcome.version.get() == loaded.get() + pending
                     && !root.has_unusable_snapshot() =>
             {
-                cache.put(root.id(), root.state(), outcome.version, last_event);
+                cache.put(root, last_event);
             }
             _ => cache.evict(root.id()),
         }

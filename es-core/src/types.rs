@@ -385,7 +385,10 @@ mod tests {
         let before = Timestamp::from(Utc::now());
         let now = Timestamp::now();
         let after = Timestamp::from(Utc::now());
-        assert!(before <= now && now <= after, "{before:?} {now:?} {after:?}");
+        assert!(
+            before <= now && now <= after,
+            "{before:?} {now:?} {after:?}"
+        );
     }
 
     #[test]

@@ -336,7 +336,8 @@ impl WaitClock {
     }
 
     fn waited(&self) -> Duration {
-        self.armed.map_or(Duration::ZERO, |(since, _)| since.elapsed())
+        self.armed
+            .map_or(Duration::ZERO, |(since, _)| since.elapsed())
     }
 }
 

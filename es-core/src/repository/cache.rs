@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use uuid::Uuid;
 
+use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::shared::SharedStr;
 use crate::types::Version;
 
@@ -37,28 +38,40 @@ pub struct CacheStats {
 }
 
 /// One cached aggregate.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct Cached<A> {
-    /// The state after the event at `version`.
-    pub state: A,
+    /// The state after the event at `version`, shared with the roots built on it.
+    pub state: Arc<A>,
     /// The version of the last event applied to `state`.
     pub version: Version,
     /// The id of the event at `version`.
     pub last_event: Uuid,
 }
 
+impl<A> Clone for Cached<A> {
+    fn clone(&self) -> Self {
+        Cached {
+            state: Arc::clone(&self.state),
+            version: self.version,
+            last_event: self.last_event,
+        }
+    }
+}
+
 /// The cache as the repository sees it: the state type needs `Clone` only where a cache is
-/// configured, so the repository holds it type-erased.
-pub(super) trait AggregateCache<A>: Send + Sync {
-    /// A copy of the entry of `id`, marking it recently used; counts a hit or a miss.
-    fn get(&self, id: &str) -> Option<Cached<A>>;
-    /// The entry of `id`, moved out (no copy) for a command to run on: until the command's
+/// configured, so the repository holds it type-erased. No state is copied going in or out:
+/// entries and roots share it, and a root copies it only to change it while still shared.
+pub(super) trait AggregateCache<A: Aggregate>: Send + Sync {
+    /// The entry of `id` as a root sharing its state, with the id of the event at its
+    /// version, marking it recently used; counts a hit or a miss.
+    fn get(&self, id: &str) -> Option<(AggregateRoot<A>, Uuid)>;
+    /// The entry of `id` moved out as a root for a command to run on: until the command's
     /// save [puts](AggregateCache::put) the new state back, the id misses, so a concurrent
     /// command on it loads from the store. Counts a hit or a miss.
-    /// Also gives the id, shared with the cache's key (no copy of the text either).
-    fn take(&self, id: &str) -> Option<(SharedStr, Cached<A>)>;
-    /// Stores a copy of `state` for `id`, unless the cache holds a later version already.
-    fn put(&self, id: &str, state: &A, version: Version, last_event: Uuid);
+    fn take(&self, id: &str) -> Option<AggregateRoot<A>>;
+    /// Keeps `root`'s state (shared, not copied) at `root`'s version, `last_event` being the
+    /// id of the event at that version, unless the cache holds a later version already.
+    fn put(&self, root: &mut AggregateRoot<A>, last_event: Uuid);
     /// Forgets `id`.
     fn evict(&self, id: &str);
     /// Forgets `id` because the store has moved past it (counted as stale).
@@ -69,7 +82,6 @@ pub(super) trait AggregateCache<A>: Send + Sync {
     fn stats(&self) -> CacheStats;
 }
 
-/// A bounded least-recently-used map behind one mutex, held for a map operation and a clone.
 pub(super) struct LruCache<A> {
     inner: Mutex<Clock<A>>,
     capacity: usize,
@@ -160,60 +172,68 @@ impl<A> Clock<A> {
     }
 }
 
-impl<A: Clone + Send + Sync> AggregateCache<A> for LruCache<A> {
-    fn get(&self, id: &str) -> Option<Cached<A>> {
+impl<A: Aggregate + Clone> AggregateCache<A> for LruCache<A> {
+    fn get(&self, id: &str) -> Option<(AggregateRoot<A>, Uuid)> {
         let found = self.lock().slot_mut(id).and_then(|slot| {
             slot.used = true;
-            slot.cached.clone()
+            let cached = slot.cached.clone()?;
+            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
         });
         self.count(found.is_some());
-        found
+        let (id, cached) = found?;
+        let root = AggregateRoot::from_shared(id, cached.state, cached.version, A::clone);
+        Some((root, cached.last_event))
     }
 
-    fn take(&self, id: &str) -> Option<(SharedStr, Cached<A>)> {
+    fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
         let found = self.lock().slot_mut(id).and_then(|slot| {
             slot.used = true;
             let cached = slot.cached.take()?;
             Some((SharedStr::from(Arc::clone(&slot.id)), cached))
         });
         self.count(found.is_some());
-        found
+        let (id, cached) = found?;
+        Some(AggregateRoot::from_shared(
+            id,
+            cached.state,
+            cached.version,
+            A::clone,
+        ))
     }
 
-    fn put(&self, id: &str, state: &A, version: Version, last_event: Uuid) {
+    fn put(&self, root: &mut AggregateRoot<A>, last_event: Uuid) {
+        let cached = Cached {
+            state: root.share_state(A::clone),
+            version: root.version(),
+            last_event,
+        };
+        let id = root.id();
         let mut clock = self.lock();
         if let Some(slot) = clock.slot_mut(id) {
             // Two saves of one aggregate can finish in either order; the later version wins.
-            if slot.cached.as_ref().is_some_and(|cached| cached.version > version) {
+            if slot
+                .cached
+                .as_ref()
+                .is_some_and(|held| held.version > cached.version)
+            {
                 return;
             }
-            slot.cached = Some(Cached {
-                state: state.clone(),
-                version,
-                last_event,
-            });
+            slot.cached = Some(cached);
             slot.used = true;
             return;
         }
         let id: Arc<str> = id.into();
         let slot = Slot {
             id: Arc::clone(&id),
-            cached: Some(Cached {
-                state: state.clone(),
-                version,
-                last_event,
-            }),
+            cached: Some(cached),
             used: false,
         };
-        let at = match clock.vacate(self.capacity) {
-            Some(at) => {
-                clock.slots[at] = slot;
-                at
-            }
-            None => {
-                clock.slots.push(slot);
-                clock.slots.len() - 1
-            }
+        let at = if let Some(at) = clock.vacate(self.capacity) {
+            clock.slots[at] = slot;
+            at
+        } else {
+            clock.slots.push(slot);
+            clock.slots.len() - 1
         };
         clock.index.insert(id, at);
     }
@@ -253,52 +273,103 @@ impl<A: Clone + Send + Sync> AggregateCache<A> for LruCache<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{CodecError, CodecId};
+    use crate::event::{DecodeError, EventSet};
+
+    /// A counter: the state is a number, the one event sets it.
+    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Counter(u32);
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Set(u32);
+
+    impl EventSet for Set {
+        const EVENT_TYPES: &'static [&'static str] = &["Set"];
+        fn event_type(&self) -> &'static str {
+            "Set"
+        }
+        fn schema_version(&self) -> u32 {
+            1
+        }
+        fn encode(&self, codec: CodecId) -> Result<Vec<u8>, CodecError> {
+            codec.encode(&self.0)
+        }
+        fn decode(_: &str, _: u32, codec: CodecId, payload: &[u8]) -> Result<Self, DecodeError> {
+            codec
+                .decode(payload)
+                .map(Set)
+                .map_err(|source| DecodeError::Payload {
+                    event_type: "Set".into(),
+                    schema_version: 1,
+                    source,
+                })
+        }
+    }
+
+    impl Aggregate for Counter {
+        type Event = Set;
+        const TYPE: &'static str = "counter";
+        const SNAPSHOT_EVERY: Option<u64> = None;
+        const SCHEMA_FINGERPRINT: u64 = 0;
+        fn apply_event(&mut self, event: &Set) {
+            self.0 = event.0;
+        }
+    }
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
     }
 
+    fn put(cache: &LruCache<Counter>, key: &str, value: u32, version: u64, last: u128) {
+        let mut root = AggregateRoot::from_parts(key, Counter(value), Version(version));
+        cache.put(&mut root, id(last));
+    }
+
+    fn value(cache: &LruCache<Counter>, key: &str) -> Option<u32> {
+        cache.get(key).map(|(root, _)| root.state().0)
+    }
+
     #[test]
     fn holds_at_most_its_capacity_and_forgets_the_least_recently_used() {
-        let cache = LruCache::<u32>::new(2);
-        cache.put("a", &1, Version(1), id(1));
-        cache.put("b", &2, Version(1), id(2));
+        let cache = LruCache::<Counter>::new(2);
+        put(&cache, "a", 1, 1, 1);
+        put(&cache, "b", 2, 1, 2);
         // `a` is used, so `b` is now the least recently used.
-        assert_eq!(cache.get("a").map(|c| c.state), Some(1));
-        cache.put("c", &3, Version(1), id(3));
+        assert_eq!(value(&cache, "a"), Some(1));
+        put(&cache, "c", 3, 1, 3);
         assert!(cache.get("b").is_none());
-        assert_eq!(cache.get("a").map(|c| c.state), Some(1));
-        assert_eq!(cache.get("c").map(|c| c.state), Some(3));
+        assert_eq!(value(&cache, "a"), Some(1));
+        assert_eq!(value(&cache, "c"), Some(3));
         let stats = cache.stats();
         assert_eq!((stats.len, stats.capacity, stats.hits), (2, 2, 3));
     }
 
     #[test]
     fn a_later_version_is_never_replaced_by_an_earlier_one() {
-        let cache = LruCache::<&str>::new(4);
-        cache.put("a", &"v3", Version(3), id(3));
-        cache.put("a", &"v2", Version(2), id(2));
-        let cached = cache.get("a").unwrap();
+        let cache = LruCache::<Counter>::new(4);
+        put(&cache, "a", 3, 3, 3);
+        put(&cache, "a", 2, 2, 2);
+        let (root, last_event) = cache.get("a").unwrap();
         assert_eq!(
-            (cached.state, cached.version, cached.last_event),
-            ("v3", Version(3), id(3))
+            (root.state().0, root.version(), last_event),
+            (3, Version(3), id(3))
         );
-        cache.put("a", &"v4", Version(4), id(4));
-        assert_eq!(cache.get("a").unwrap().state, "v4");
+        put(&cache, "a", 4, 4, 4);
+        assert_eq!(value(&cache, "a"), Some(4));
     }
 
     #[test]
     fn eviction_and_clear_forget_entries() {
-        let cache = LruCache::<u8>::new(0);
+        let cache = LruCache::<Counter>::new(0);
         assert_eq!(
             cache.stats().capacity,
             1,
             "a capacity of 0 still holds one entry"
         );
-        cache.put("a", &1, Version(1), id(1));
+        put(&cache, "a", 1, 1, 1);
         cache.evict_stale("a");
         assert!(cache.get("a").is_none());
-        cache.put("b", &2, Version(1), id(2));
+        put(&cache, "b", 2, 1, 2);
         cache.clear();
         assert!(cache.get("b").is_none());
         let stats = cache.stats();
@@ -307,10 +378,10 @@ mod tests {
 
     #[test]
     fn many_puts_evictions_and_takes_keep_the_index_consistent() {
-        let cache = LruCache::<u64>::new(8);
-        for round in 0..500u64 {
+        let cache = LruCache::<Counter>::new(8);
+        for round in 0..500u32 {
             let key = format!("k{}", round % 13);
-            cache.put(&key, &round, Version(round), id(u128::from(round)));
+            put(&cache, &key, round, u64::from(round), u128::from(round));
             let _ = cache.get(&format!("k{}", round % 5));
             if round % 7 == 0 {
                 let _ = cache.take(&format!("k{}", round % 11));
@@ -330,31 +401,56 @@ mod tests {
 
     #[test]
     fn a_taken_entry_misses_until_it_is_put_back() {
-        let cache = LruCache::<u32>::new(4);
-        cache.put("a", &1, Version(1), id(1));
-        let (id_taken, taken) = cache.take("a").expect("cached");
-        assert_eq!(id_taken, "a");
-        assert_eq!((taken.state, taken.version), (1, Version(1)));
+        let cache = LruCache::<Counter>::new(4);
+        put(&cache, "a", 1, 1, 1);
+        let taken = cache.take("a").expect("cached");
+        assert_eq!(
+            (taken.id(), taken.state().0, taken.version()),
+            ("a", 1, Version(1))
+        );
         assert!(cache.get("a").is_none());
         assert!(cache.take("a").is_none());
-        cache.put("a", &2, Version(2), id(2));
-        assert_eq!(cache.get("a").map(|c| c.state), Some(2));
+        put(&cache, "a", 2, 2, 2);
+        assert_eq!(value(&cache, "a"), Some(2));
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.len), (2, 2, 1));
     }
 
     #[test]
     fn a_used_entry_survives_a_pass_of_the_hand_and_an_unused_one_goes() {
-        let cache = LruCache::<u32>::new(3);
+        let cache = LruCache::<Counter>::new(3);
         for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
-            cache.put(key, &0, Version(1), id(n as u128));
+            put(&cache, key, 0, 1, n as u128);
         }
         let _ = cache.get("a");
         let _ = cache.get("c");
-        cache.put("d", &0, Version(1), id(9));
+        put(&cache, "d", 0, 1, 9);
         assert!(cache.get("b").is_none(), "b was the only one not used");
         for key in ["a", "c", "d"] {
             assert!(cache.get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn a_root_and_the_cache_share_a_state_until_one_changes_it() {
+        let cache = LruCache::<Counter>::new(4);
+        let mut saved = AggregateRoot::<Counter>::from_parts("a", Counter(1), Version(1));
+        cache.put(&mut saved, id(1));
+        let (mut loaded, _) = cache.get("a").expect("cached");
+        assert!(
+            std::ptr::eq(saved.state(), loaded.state()),
+            "shared, not copied"
+        );
+        // A change to a shared state copies it first: the cache and the other root keep theirs.
+        loaded.record(Set(7));
+        assert_eq!(loaded.state().0, 7);
+        assert_eq!((saved.state().0, value(&cache, "a")), (1, Some(1)));
+        // A root that is the only holder changes its state in place.
+        let mut taken = cache.take("a").expect("cached");
+        drop((saved, loaded));
+        let before: *const Counter = taken.state();
+        taken.record(Set(9));
+        assert!(std::ptr::eq(before, taken.state()), "changed in place");
+        assert_eq!(taken.into_state(), Counter(9));
     }
 }

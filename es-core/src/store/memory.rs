@@ -41,7 +41,7 @@ pub struct InMemory {
 }
 
 /// The hasher of the two maps every append and load goes through: seeded per map, much cheaper
-/// than SipHash on short keys.
+/// than `SipHash` on short keys.
 type FastHash = foldhash::fast::RandomState;
 
 #[derive(Default)]
@@ -209,7 +209,10 @@ impl EventStore for InMemory {
         check_batch_ids(stream, &events)?;
         let mut inner = self.lock();
         // Only a batch with a stored id (a retried append, or a clash) needs the full check.
-        if events.iter().any(|event| inner.ids.contains_key(&event.event_id)) {
+        if events
+            .iter()
+            .any(|event| inner.ids.contains_key(&event.event_id))
+        {
             let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
             if let Some(outcome) = match_stored_batch(stream, &ids, &inner.stored_ids(&ids))? {
                 let outcome = Ok(outcome);
