@@ -350,7 +350,8 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
         lanes.spawn(async move {
             // Deferred: the position of the lane's last write to each order, waited for before
             // the order's next command (and all of them before the lane ends).
-            let mut written: HashMap<&str, AppendOutcome> = HashMap::new();
+            let mut written: HashMap<&str, AppendOutcome, foldhash::fast::RandomState> =
+                HashMap::default();
             for (id, command) in lane.iter() {
                 if let Some(write) = written.remove(&**id) {
                     reader.wait(write.position).await;

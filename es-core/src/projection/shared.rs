@@ -1,7 +1,7 @@
 //! Read-your-writes for many tasks at once: one registry, one catch-up at a time, serving every
 //! waiter whose position it passes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,8 +135,10 @@ struct Inner<S> {
     /// Held by the one catch-up running, and by [`SharedRegistry::read`]. Waiters never queue
     /// for it: they `try_lock`, and sleep on `released` when it is taken.
     registry: Mutex<Locked>,
-    /// Signalled each time the registry lock is released.
+    /// Signalled when the registry lock is released while `sleepers` wait for it.
     released: Notify,
+    /// Waiters sleeping on `released`.
+    sleepers: AtomicUsize,
     /// The lowest checkpoint after the last catch-up: every read model has seen it.
     reached: AtomicU64,
     wait_timeout: Duration,
@@ -161,6 +163,7 @@ impl<S: EventStore> SharedRegistry<S> {
                 wait_timeout: registry.wait_timeout(),
                 empty: registry.is_empty(),
                 released: Notify::new(),
+                sleepers: AtomicUsize::new(0),
                 registry: Mutex::new(Locked {
                     registry,
                     checked: false,
@@ -194,22 +197,22 @@ impl<S: EventStore> SharedRegistry<S> {
         let mut clock = WaitClock::new(self.inner.wait_timeout);
         let mut pause = FIRST_POLL_INTERVAL;
         loop {
-            // Registered before the lock is tried, so a release in between is not missed.
-            let mut released = pin!(self.inner.released.notified());
-            released.as_mut().enable();
             let reached = self.position();
             if reached >= position {
                 return Ok(reached);
             }
-            let Ok(guard) = self.inner.registry.try_lock() else {
-                // A catch-up is running (or a reader holds the registry): wait for it to end.
-                if clock.within(released).await.is_err() {
-                    return Err(self.not_reached(position, &clock));
-                }
-                continue;
+            let guard = match self.inner.registry.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => match self.sleep_or_lock(&mut clock).await {
+                    Ok(Some(guard)) => guard,
+                    // Woken by a release: look at the position again.
+                    Ok(None) => continue,
+                    Err(TimedOut) => return Err(self.not_reached(position, &clock)),
+                },
             };
             let mut turn = Turn {
                 guard: Some(guard),
+                sleepers: &self.inner.sleepers,
                 released: &self.inner.released,
             };
             let locked = turn.locked();
@@ -252,11 +255,30 @@ impl<S: EventStore> SharedRegistry<S> {
         }
     }
 
+    /// Called when the registry lock is taken: sleeps until it is released, or takes it if it
+    /// was released meanwhile (`Some`).
+    async fn sleep_or_lock(
+        &self,
+        clock: &mut WaitClock,
+    ) -> Result<Option<MutexGuard<'_, Locked>>, TimedOut> {
+        let inner = &*self.inner;
+        // Counted and registered before the lock is tried again: the holder's release either
+        // happened before that try (which then succeeds), or sees this sleeper and wakes it
+        // (a `Notified` created before `notify_waiters` completes).
+        let _sleeping = Sleeping::new(&inner.sleepers);
+        let released = inner.released.notified();
+        if let Ok(guard) = inner.registry.try_lock() {
+            return Ok(Some(guard));
+        }
+        clock.within(released).await.map(|()| None)
+    }
+
     /// Runs `query` on the registry (after any catch-up in progress): read the read models
     /// with [`ProjectionRegistry::get`].
     pub async fn read<R>(&self, query: impl FnOnce(&ProjectionRegistry) -> R) -> R {
         let mut turn = Turn {
             guard: Some(self.inner.registry.lock().await),
+            sleepers: &self.inner.sleepers,
             released: &self.inner.released,
         };
         query(&turn.locked().registry)
@@ -275,6 +297,7 @@ impl<S: EventStore> SharedRegistry<S> {
 /// wakes every waiter sleeping on `released`.
 struct Turn<'a> {
     guard: Option<MutexGuard<'a, Locked>>,
+    sleepers: &'a AtomicUsize,
     released: &'a Notify,
 }
 
@@ -288,7 +311,29 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         // Unlocked first, so every waiter woken finds the lock free.
         drop(self.guard.take());
-        self.released.notify_waiters();
+        // Pairs with the count in `Sleeping::new`: a sleeper counted before this load is
+        // woken; one counted after tries the lock after this release, and gets it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            self.released.notify_waiters();
+        }
+    }
+}
+
+/// One waiter counted among the sleepers while it lives.
+struct Sleeping<'a>(&'a AtomicUsize);
+
+impl<'a> Sleeping<'a> {
+    fn new(sleepers: &'a AtomicUsize) -> Self {
+        sleepers.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        Sleeping(sleepers)
+    }
+}
+
+impl Drop for Sleeping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
