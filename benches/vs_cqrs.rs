@@ -132,6 +132,18 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Says on stderr what a group runs (the throughput figures are per command).
+    fn announce(&self, store: &str, mode: &str) {
+        eprintln!(
+            "vs_cqrs/{store}/{mode}: {} orders, {} commands, {} lanes",
+            self.orders,
+            self.commands,
+            self.lanes.len()
+        );
+    }
+}
+
 fn orders_from(variable: &str, default: usize) -> usize {
     std::env::var(variable)
         .ok()
@@ -473,12 +485,7 @@ fn modes(orders: usize) -> [(&'static str, Plan); 2] {
 fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
     let orders = orders_from("VS_CQRS_ORDERS", 10_000);
     for (mode, plan) in modes(orders) {
-        eprintln!(
-            "vs_cqrs/memory/{mode}: {} orders, {} commands, {} lanes",
-            plan.orders,
-            plan.commands,
-            plan.lanes.len()
-        );
+        plan.announce("memory", mode);
         check_same_outcome(runtime, &plan);
         let mut group = group_for(criterion, &format!("vs_cqrs/memory/{mode}"), &plan);
         group.bench_function("cqrs-es", |b| {
@@ -506,6 +513,7 @@ fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let files = AtomicU64::new(0);
     for (mode, plan) in modes(orders) {
+        plan.announce("sqlite", mode);
         let mut group = group_for(criterion, &format!("vs_cqrs/sqlite/{mode}"), &plan);
         for variant in Variant::STORES {
             group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
@@ -539,6 +547,7 @@ fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
     let schemas = AtomicU64::new(0);
     let prefix = format!("es_vs_cqrs_{}", std::process::id());
     for (mode, plan) in modes(orders) {
+        plan.announce("postgres", mode);
         let mut group = group_for(criterion, &format!("vs_cqrs/postgres/{mode}"), &plan);
         for variant in Variant::STORES {
             group.bench_function(BenchmarkId::new("es", variant.name()), |b| {
