@@ -129,6 +129,9 @@ pub struct ProjectionRegistry {
     wait_timeout: Duration,
     /// Stamps saved read models; `None`: the projection store's clock.
     clock: Option<Arc<dyn Clock>>,
+    /// The page being applied, kept (empty) between pages so catching up allocates nothing
+    /// per page on stores that fill it in place ([`EventStore::read_all_into`]).
+    page: Vec<RecordedEvent>,
 }
 
 impl Default for ProjectionRegistry {
@@ -157,6 +160,7 @@ impl ProjectionRegistry {
             page_size: DEFAULT_PAGE_SIZE,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             clock: None,
+            page: Vec::new(),
         }
     }
 
@@ -367,20 +371,29 @@ impl ProjectionRegistry {
             return Ok(CatchUpReport::default());
         }
         loop {
-            let page = store.read_all(after, self.page_size).await?;
-            for event in &page {
+            let page = &mut self.page;
+            page.clear();
+            store.read_all_into(after, self.page_size, page).await?;
+            for event in page.iter() {
                 let position = event.global_position;
                 if position <= after {
+                    page.clear();
                     return Err(ProjectionError::OutOfOrder {
                         previous: after,
                         found: position,
                     });
                 }
-                apply_to_entries(&mut self.entries, event, true)?;
+                if let Err(error) = apply_to_entries(&mut self.entries, event, true) {
+                    page.clear();
+                    return Err(error);
+                }
                 after = position;
                 events += 1;
             }
-            if page.len() < self.page_size {
+            let read = page.len();
+            // Applied: the events are not held until the next catch-up.
+            page.clear();
+            if read < self.page_size {
                 break;
             }
         }

@@ -411,6 +411,15 @@ impl EventStore for Store {
         delegate!(self, store => store.read_all(after, limit).await)
     }
 
+    async fn read_all_into(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+        into: &mut Vec<RecordedEvent>,
+    ) -> Result<(), StoreError> {
+        delegate!(self, store => store.read_all_into(after, limit, into).await)
+    }
+
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         delegate!(self, store => store.last_position().await)
     }

@@ -360,6 +360,20 @@ impl EventStore for InMemory {
         events
     }
 
+    async fn read_all_into(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+        into: &mut Vec<RecordedEvent>,
+    ) -> Result<(), StoreError> {
+        let inner = self.lock();
+        let start = usize::try_from(after.0)
+            .unwrap_or(usize::MAX)
+            .min(inner.log.len());
+        into.extend(inner.log[start..].iter().take(limit).cloned());
+        Ok(())
+    }
+
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
         Ok(GlobalPosition(self.lock().log.len() as u64))
     }

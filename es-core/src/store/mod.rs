@@ -518,6 +518,22 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// [`read_all`](EventStore::read_all), appending the events to `into` instead of returning
+    /// a new vector: a reader going page after page through one buffer (cleared between
+    /// pages) allocates nothing per page on a store that overrides it (the in-memory store
+    /// does). The provided implementation calls `read_all`. On error `into` is unchanged.
+    fn read_all_into<'a>(
+        &'a self,
+        after: GlobalPosition,
+        limit: usize,
+        into: &'a mut Vec<RecordedEvent>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
+        async move {
+            into.extend(self.read_all(after, limit).await?);
+            Ok(())
+        }
+    }
+
     /// The position of the last event `read_all` can return now ([`GlobalPosition::START`]
     /// for an empty store).
     fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send;
@@ -575,6 +591,15 @@ macro_rules! forward_event_store {
                 limit: usize,
             ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
                 (**self).read_all(after, limit)
+            }
+
+            fn read_all_into<'a>(
+                &'a self,
+                after: GlobalPosition,
+                limit: usize,
+                into: &'a mut Vec<RecordedEvent>,
+            ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
+                (**self).read_all_into(after, limit, into)
             }
 
             fn last_position(&self) -> impl Future<Output = Result<GlobalPosition, StoreError>> + Send {

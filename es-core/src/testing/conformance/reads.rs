@@ -326,6 +326,28 @@ pub(super) async fn read_all_pages_through_the_log<S: Store>(store: S, _clock: M
             paged, everything,
             "paging with limit {limit} must return every event once, in order"
         );
+
+        // The same pages through one buffer: each read appends its page to what is there.
+        let mut buffer = vec![everything[0].clone()];
+        let mut after = GlobalPosition::START;
+        loop {
+            let before = buffer.len();
+            store
+                .read_all_into(after, limit, &mut buffer)
+                .await
+                .expect("read_all_into");
+            assert_page(&buffer[before..], after, limit);
+            let Some(last) = buffer[before..].last() else {
+                break;
+            };
+            after = last.global_position;
+        }
+        assert_eq!(
+            (&buffer[..1], &buffer[1..]),
+            (&everything[..1], &everything[..]),
+            "read_all_into with limit {limit} must append every event once, in order, after \
+             what the buffer held"
+        );
     }
 
     // From the middle: everything after that position.
