@@ -40,8 +40,11 @@ impl Codec for Json {
         serde_json::to_vec(value).map_err(|e| CodecError::new(CodecId::Json, e))
     }
 
+    // Never inlined: parsing JSON takes far longer than a call, and the parser's code would
+    // crowd the postcard path next to it in `CodecId::decode` out of its callers.
+    #[inline(never)]
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        serde_json::from_slice(bytes).map_err(|e| CodecError::new(CodecId::Json, e))
+        serde_json::from_slice(bytes).map_err(json_error)
     }
 }
 
@@ -55,16 +58,36 @@ impl Codec for Postcard {
             .map_err(|e| CodecError::new(CodecId::Postcard, e))
     }
 
+    #[inline]
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         match postcard::take_from_bytes(bytes) {
             Ok((value, [])) => Ok(value),
-            Ok((_, rest)) => Err(CodecError::new(
-                CodecId::Postcard,
-                TrailingBytes { count: rest.len() },
-            )),
-            Err(e) => Err(CodecError::new(CodecId::Postcard, e)),
+            Ok((_, rest)) => Err(trailing_bytes(rest.len())),
+            Err(e) => Err(postcard_error(e)),
         }
     }
+}
+
+// The decoders' error paths, cold and out of line: a postcard decode is inlined into its
+// caller (replay, read models), where boxing an error in place would cost registers and code
+// on the path that succeeds.
+
+#[cold]
+#[inline(never)]
+fn json_error(error: serde_json::Error) -> CodecError {
+    CodecError::new(CodecId::Json, error)
+}
+
+#[cold]
+#[inline(never)]
+fn postcard_error(error: postcard::Error) -> CodecError {
+    CodecError::new(CodecId::Postcard, error)
+}
+
+#[cold]
+#[inline(never)]
+fn trailing_bytes(count: usize) -> CodecError {
+    CodecError::new(CodecId::Postcard, TrailingBytes { count })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +158,7 @@ impl CodecId {
     }
 
     /// Decodes a `T` from `bytes` with this codec.
+    #[inline]
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
         match self {
             CodecId::Json => Json::decode(bytes),

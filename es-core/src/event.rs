@@ -43,14 +43,24 @@ pub trait Event:
 
 /// Decodes the current schema version of `E`, the base case of every upcast chain.
 #[doc(hidden)]
+#[inline(always)]
 pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, DecodeError> {
-    codec
-        .decode(payload)
-        .map_err(|source| DecodeError::Payload {
-            event_type: E::NAME.into(),
-            schema_version: E::SCHEMA_VERSION,
-            source,
-        })
+    match codec.decode(payload) {
+        Ok(event) => Ok(event),
+        Err(source) => Err(payload_error(E::NAME, E::SCHEMA_VERSION, source)),
+    }
+}
+
+/// The error for a payload that does not decode: cold, out of line and shared by every event
+/// type, so a decode inlined into its caller carries only the path that succeeds.
+#[cold]
+#[inline(never)]
+fn payload_error(event_type: &'static str, schema_version: u32, source: CodecError) -> DecodeError {
+    DecodeError::Payload {
+        event_type: event_type.into(),
+        schema_version,
+        source,
+    }
 }
 
 /// The closed set of events of one aggregate: the enum `#[derive(Aggregate)]` generates.
@@ -303,6 +313,7 @@ impl RecordedEvent {
     ///
     /// # Errors
     /// A typed [`DecodeError`] for an unknown type or version or a corrupt payload.
+    #[inline]
     pub fn decode<E: EventSet>(&self) -> Result<E, DecodeError> {
         E::decode(
             &self.event_type,

@@ -152,6 +152,11 @@ pub mod __private {
     }
 
     /// The error for a stored event type name that is not in the event set.
+    ///
+    /// Cold and out of line, like every error constructor the generated decoders call: the
+    /// decoders are inlined into their callers, which should carry only the successful path.
+    #[cold]
+    #[inline(never)]
     #[must_use]
     pub fn unknown_event_type(event_type: &str) -> crate::DecodeError {
         crate::DecodeError::UnknownEventType {
@@ -160,12 +165,24 @@ pub mod __private {
     }
 
     /// The error for a stored schema version that `E` has no decoder for.
+    #[inline]
     #[must_use]
     pub fn unknown_schema_version<E: crate::Event>(schema_version: u32) -> crate::DecodeError {
+        unknown_version(E::NAME, schema_version, E::SCHEMA_VERSION)
+    }
+
+    /// [`unknown_schema_version`], shared by every event type.
+    #[cold]
+    #[inline(never)]
+    fn unknown_version(
+        event_type: &'static str,
+        schema_version: u32,
+        current: u32,
+    ) -> crate::DecodeError {
         crate::DecodeError::UnknownSchemaVersion {
-            event_type: E::NAME.into(),
+            event_type: event_type.into(),
             schema_version,
-            current: E::SCHEMA_VERSION,
+            current,
         }
     }
 

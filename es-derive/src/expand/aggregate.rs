@@ -79,6 +79,11 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
         })
         .collect();
 
+    // `decode` is `#[inline(always)]`: it is only the dispatch on the stored name (a few word
+    // compares once LLVM has switched on the length), and each arm calls the event's own
+    // `decode_versioned`, which the optimizer may keep out of line. Left to the optimizer,
+    // `decode` absorbs every `decode_versioned` (each has this one caller) and then stays out
+    // of line itself, so even a small event's decode returns the whole enum through memory.
     quote! {
         #[automatically_derived]
         impl ::es_core::EventSet for #event_enum {
@@ -113,7 +118,7 @@ fn event_set_impl(model: &AggregateModel<'_>) -> TokenStream {
                 }
             }
 
-            #[inline]
+            #[inline(always)]
             fn decode(
                 __event_type: &::es_core::__private::core::primitive::str,
                 __schema_version: ::es_core::__private::core::primitive::u32,
