@@ -43,7 +43,7 @@ pub trait Event:
 
 /// Decodes the current schema version of `E`, the base case of every upcast chain.
 #[doc(hidden)]
-#[inline(always)]
+#[inline]
 pub fn decode_current<E: Event>(codec: CodecId, payload: &[u8]) -> Result<E, DecodeError> {
     match codec.decode(payload) {
         Ok(event) => Ok(event),
