@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::errors::{is_event_id_taken, is_write_conflict, query_error};
 use super::rows::{check_text, to_bigint, Batch};
-use super::schema::lock_key;
+use super::schema::{lock_key, INDEX_SCANS_ONLY};
 use super::Shared;
 use crate::event::NewEvent;
 use crate::store::{
@@ -111,6 +111,7 @@ impl Request<'_> {
             begun,
             stream_locked,
             marked,
+            indexed,
             positions_locked,
             inserted,
             positions_unlocked,
@@ -123,6 +124,8 @@ impl Request<'_> {
             client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
             client.execute(&lock_stream, &stream_key),
             client.execute(&mark_in_flight, &in_flight_tag),
+            // The insert's event id check on the index, however the table has grown.
+            client.batch_execute(INDEX_SCANS_ONLY),
             client.execute(&lock_positions, &positions_key),
             client.query(&insert, &insert_params),
             client.execute(&unlock_positions, &positions_key),
@@ -142,6 +145,7 @@ impl Request<'_> {
         begun?;
         stream_locked?;
         marked?;
+        indexed?;
         positions_locked?;
         let rows = inserted?;
         positions_unlocked?;
@@ -418,6 +422,7 @@ impl StreamsRequest {
             begun,
             streams_locked,
             marked,
+            indexed,
             positions_locked,
             inserted,
             positions_unlocked,
@@ -428,6 +433,7 @@ impl StreamsRequest {
             client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
             client.execute(&lock_streams, &lock_keys),
             client.execute(&mark_in_flight, &in_flight_tag),
+            client.batch_execute(INDEX_SCANS_ONLY),
             client.execute(&lock_positions, &positions_key),
             client.query(&insert, &insert_params),
             client.execute(&unlock_positions, &positions_key),
@@ -439,6 +445,7 @@ impl StreamsRequest {
         begun?;
         streams_locked?;
         marked?;
+        indexed?;
         positions_locked?;
         let rows = inserted?;
         positions_unlocked?;

@@ -33,7 +33,9 @@
 //! One round trip, pipelined: `BEGIN` at `READ COMMITTED` (whatever the server's default
 //! isolation level, so each statement sees the commits it waited for); take a transaction-scoped advisory lock on the stream
 //! (so appends to one stream queue up and the version check sees the last commit); mark the
-//! transaction *in flight* (below); one `INSERT ... SELECT FROM unnest(...)` that checks the
+//! transaction *in flight* (below); turn sequential scans off for the rest of the transaction
+//! (so the insert's event id check probes the index, however much the table has grown since
+//! PostgreSQL cached the insert's plan); one `INSERT ... SELECT FROM unnest(...)` that checks the
 //! expected version and writes the whole batch, or nothing; `COMMIT`. A version mismatch
 //! inserts no row and comes back as a typed [`Conflict`](crate::Conflict) with the actual
 //! version read under the same lock. A unique violation (a writer that bypassed the stream
