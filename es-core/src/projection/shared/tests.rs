@@ -343,3 +343,51 @@ async fn an_empty_registry_never_waits() {
     );
     assert_eq!(store.store_calls(), 0);
 }
+
+/// Waiters that find the registry held by a reader sleep, and the reader's release wakes them:
+/// none of them runs into its (long) timeout, and each catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiters_sleeping_behind_a_reader_wake_when_it_lets_go() {
+    const WAITERS: u64 = 8;
+    let store = Probe::default();
+    let shared = share(&store, Duration::from_secs(60));
+    let (held, release) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
+    let reader = {
+        let (shared, held, release) = (shared.clone(), held.clone(), release.clone());
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(shared.read(|_| {
+                held.notify_one();
+                while !release.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }));
+        })
+    };
+    held.notified().await;
+    let mut waiters = tokio::task::JoinSet::new();
+    for waiter in 0..WAITERS {
+        let (store, shared) = (store.clone(), shared.clone());
+        waiters.spawn(async move {
+            let written = store.write(&waiter.to_string(), "Counted").await;
+            shared.wait_for(written.position).await
+        });
+    }
+    // Every waiter is asleep behind the reader (or not started yet): none can be served.
+    while shared.inner.sleepers.load(Ordering::Acquire) < 1 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shared.position(), GlobalPosition::START);
+    release.store(true, Ordering::Release);
+    reader.await.unwrap();
+    while let Some(waited) = waiters.join_next().await {
+        let reached = waited
+            .unwrap()
+            .expect("woken by the release, not timed out");
+        assert!(reached.get() >= 1);
+    }
+    assert_eq!(shared.inner.sleepers.load(Ordering::Acquire), 0);
+    let seen = shared
+        .read(|registry| registry.get::<Seen>().unwrap().0.len() as u64)
+        .await;
+    assert_eq!(seen, WAITERS);
+}
