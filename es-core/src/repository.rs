@@ -24,7 +24,7 @@ mod retry;
 mod unit_of_work;
 
 pub use cache::CacheStats;
-use cache::{AggregateCache, LruCache};
+use cache::{AggregateCache, ClockCache};
 pub use retry::RetryPolicy;
 pub use unit_of_work::{retry_on_conflict, UnitOfWork};
 
@@ -306,7 +306,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     where
         A: Clone,
     {
-        self.cache = Some(Box::new(LruCache::<A>::new(capacity)));
+        self.cache = Some(Box::new(ClockCache::<A>::new(capacity)));
         self
     }
 

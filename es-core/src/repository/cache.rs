@@ -82,7 +82,7 @@ pub(super) trait AggregateCache<A: Aggregate>: Send + Sync {
     fn stats(&self) -> CacheStats;
 }
 
-pub(super) struct LruCache<A> {
+pub(super) struct ClockCache<A> {
     inner: Mutex<Clock<A>>,
     capacity: usize,
     hits: AtomicU64,
@@ -107,9 +107,9 @@ struct Slot<A> {
     used: bool,
 }
 
-impl<A> LruCache<A> {
+impl<A> ClockCache<A> {
     pub(super) fn new(capacity: usize) -> Self {
-        LruCache {
+        ClockCache {
             inner: Mutex::new(Clock {
                 index: HashMap::default(),
                 slots: Vec::new(),
@@ -172,7 +172,7 @@ impl<A> Clock<A> {
     }
 }
 
-impl<A: Aggregate + Clone> AggregateCache<A> for LruCache<A> {
+impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
     fn get(&self, id: &str) -> Option<(AggregateRoot<A>, Uuid)> {
         let found = self.lock().slot_mut(id).and_then(|slot| {
             slot.used = true;
@@ -320,21 +320,21 @@ mod tests {
         Uuid::from_u128(n)
     }
 
-    fn put(cache: &LruCache<Counter>, key: &str, value: u32, version: u64, last: u128) {
+    fn put(cache: &ClockCache<Counter>, key: &str, value: u32, version: u64, last: u128) {
         let mut root = AggregateRoot::from_parts(key, Counter(value), Version(version));
         cache.put(&mut root, id(last));
     }
 
-    fn value(cache: &LruCache<Counter>, key: &str) -> Option<u32> {
+    fn value(cache: &ClockCache<Counter>, key: &str) -> Option<u32> {
         cache.get(key).map(|(root, _)| root.state().0)
     }
 
     #[test]
     fn holds_at_most_its_capacity_and_forgets_the_least_recently_used() {
-        let cache = LruCache::<Counter>::new(2);
+        let cache = ClockCache::<Counter>::new(2);
         put(&cache, "a", 1, 1, 1);
         put(&cache, "b", 2, 1, 2);
-        // `a` is used, so `b` is now the least recently used.
+        // `a` is used, so `b` is the one the hand evicts.
         assert_eq!(value(&cache, "a"), Some(1));
         put(&cache, "c", 3, 1, 3);
         assert!(cache.get("b").is_none());
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_later_version_is_never_replaced_by_an_earlier_one() {
-        let cache = LruCache::<Counter>::new(4);
+        let cache = ClockCache::<Counter>::new(4);
         put(&cache, "a", 3, 3, 3);
         put(&cache, "a", 2, 2, 2);
         let (root, last_event) = cache.get("a").unwrap();
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn eviction_and_clear_forget_entries() {
-        let cache = LruCache::<Counter>::new(0);
+        let cache = ClockCache::<Counter>::new(0);
         assert_eq!(
             cache.stats().capacity,
             1,
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn many_puts_evictions_and_takes_keep_the_index_consistent() {
-        let cache = LruCache::<Counter>::new(8);
+        let cache = ClockCache::<Counter>::new(8);
         for round in 0..500u32 {
             let key = format!("k{}", round % 13);
             put(&cache, &key, round, u64::from(round), u128::from(round));
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_taken_entry_misses_until_it_is_put_back() {
-        let cache = LruCache::<Counter>::new(4);
+        let cache = ClockCache::<Counter>::new(4);
         put(&cache, "a", 1, 1, 1);
         let taken = cache.take("a").expect("cached");
         assert_eq!(
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn a_used_entry_survives_a_pass_of_the_hand_and_an_unused_one_goes() {
-        let cache = LruCache::<Counter>::new(3);
+        let cache = ClockCache::<Counter>::new(3);
         for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
             put(&cache, key, 0, 1, n as u128);
         }
@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_root_and_the_cache_share_a_state_until_one_changes_it() {
-        let cache = LruCache::<Counter>::new(4);
+        let cache = ClockCache::<Counter>::new(4);
         let mut saved = AggregateRoot::<Counter>::from_parts("a", Counter(1), Version(1));
         cache.put(&mut saved, id(1));
         let (mut loaded, _) = cache.get("a").expect("cached");
