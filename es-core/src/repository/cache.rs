@@ -134,6 +134,27 @@ impl<A> ClockCache<A> {
     }
 }
 
+impl<A: Aggregate + Clone> ClockCache<A> {
+    /// The entry of `id`, got out of its slot by `out` (a copy or the entry itself), as a root
+    /// sharing its state, with the id of the event at its version; marks the entry used and
+    /// counts a hit or a miss.
+    fn use_entry(
+        &self,
+        id: &str,
+        out: impl FnOnce(&mut Option<Cached<A>>) -> Option<Cached<A>>,
+    ) -> Option<(AggregateRoot<A>, Uuid)> {
+        let found = self.lock().slot_mut(id).and_then(|slot| {
+            slot.used = true;
+            let cached = out(&mut slot.cached)?;
+            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
+        });
+        self.count(found.is_some());
+        let (id, cached) = found?;
+        let root = AggregateRoot::from_shared(id, cached.state, cached.version, A::clone);
+        Some((root, cached.last_event))
+    }
+}
+
 impl<A> Clock<A> {
     fn slot_mut(&mut self, id: &str) -> Option<&mut Slot<A>> {
         let &at = self.index.get(id)?;
@@ -174,31 +195,11 @@ impl<A> Clock<A> {
 
 impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
     fn get(&self, id: &str) -> Option<(AggregateRoot<A>, Uuid)> {
-        let found = self.lock().slot_mut(id).and_then(|slot| {
-            slot.used = true;
-            let cached = slot.cached.clone()?;
-            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
-        });
-        self.count(found.is_some());
-        let (id, cached) = found?;
-        let root = AggregateRoot::from_shared(id, cached.state, cached.version, A::clone);
-        Some((root, cached.last_event))
+        self.use_entry(id, |cached| cached.clone())
     }
 
     fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
-        let found = self.lock().slot_mut(id).and_then(|slot| {
-            slot.used = true;
-            let cached = slot.cached.take()?;
-            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
-        });
-        self.count(found.is_some());
-        let (id, cached) = found?;
-        Some(AggregateRoot::from_shared(
-            id,
-            cached.state,
-            cached.version,
-            A::clone,
-        ))
+        self.use_entry(id, Option::take).map(|(root, _)| root)
     }
 
     fn put(&self, root: &mut AggregateRoot<A>, last_event: Uuid) {

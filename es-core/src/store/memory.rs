@@ -124,16 +124,12 @@ impl Inner {
             .collect()
     }
 
-    /// The last version of `stream` (`None`: no events).
-    fn current(&self, stream: &StreamId) -> Option<Version> {
-        self.streams
-            .get(stream)
-            .map(|indexes| Version(indexes.len() as u64))
-    }
-
-    /// The time of the last event of `stream` ([`Timestamp::EPOCH`] for none).
-    fn last_time(&self, stream: &StreamId) -> Timestamp {
-        self.head(stream).1
+    /// The events of the log after `after`, at most `limit` of them.
+    fn page(&self, after: GlobalPosition, limit: usize) -> impl Iterator<Item = &RecordedEvent> {
+        let start = usize::try_from(after.0)
+            .unwrap_or(usize::MAX)
+            .min(self.log.len());
+        self.log[start..].iter().take(limit)
     }
 
     /// The last version of `stream` and the time of its last event, in one lookup (`None` and
@@ -259,26 +255,26 @@ impl EventStore for InMemory {
             return outcomes;
         }
         // Every stream is checked before anything is pushed, under the one lock: all or none.
-        let currents: Vec<Option<Version>> = batches
+        let heads: Vec<(Option<Version>, Timestamp)> = batches
             .iter()
-            .map(|batch| inner.current(&batch.stream))
+            .map(|batch| inner.head(&batch.stream))
             .collect();
         let conflicts = batches
             .iter()
-            .zip(&currents)
-            .filter_map(|(batch, &current)| batch.expected.check(&batch.stream, current).err())
+            .zip(&heads)
+            .filter_map(|(batch, &(current, _))| batch.expected.check(&batch.stream, current).err())
             .collect();
         if let Some(conflicts) = Conflicts::new(conflicts) {
             return Err(conflicts.into());
         }
-        let now = batches
+        let now = heads
             .iter()
-            .map(|batch| inner.last_time(&batch.stream))
+            .map(|&(_, last_time)| last_time)
             .fold(self.clock.now(), Timestamp::max);
         let outcomes = batches
             .into_iter()
-            .zip(currents)
-            .map(|(batch, current)| inner.push(&batch.stream, current, batch.events, now))
+            .zip(heads)
+            .map(|(batch, (current, _))| inner.push(&batch.stream, current, batch.events, now))
             .collect();
         drop(inner);
         self.wakeups.wake();
@@ -351,11 +347,7 @@ impl EventStore for InMemory {
         after: GlobalPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let inner = self.lock();
-        let start = usize::try_from(after.0)
-            .unwrap_or(usize::MAX)
-            .min(inner.log.len());
-        let events = Ok(inner.log[start..].iter().take(limit).cloned().collect());
+        let events = Ok(self.lock().page(after, limit).cloned().collect());
         record_read(&events);
         events
     }
@@ -366,11 +358,7 @@ impl EventStore for InMemory {
         limit: usize,
         into: &mut Vec<RecordedEvent>,
     ) -> Result<(), StoreError> {
-        let inner = self.lock();
-        let start = usize::try_from(after.0)
-            .unwrap_or(usize::MAX)
-            .min(inner.log.len());
-        into.extend(inner.log[start..].iter().take(limit).cloned());
+        into.extend(self.lock().page(after, limit).cloned());
         Ok(())
     }
 
