@@ -1,7 +1,7 @@
 //! The in-memory store: every guarantee of the durable stores except durability.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,11 +26,14 @@ use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 ///
 /// It enforces the whole [`EventStore`] contract (atomic appends, version checks, contiguous
 /// versions, gap-free global order) under one lock, so tests written against it hold against
-/// the durable stores. Clones share the same data. Every append wakes the store's
-/// [subscriptions](Subscribe).
+/// the durable stores. Reading the log (`read_all`, subscriptions, read models catching up)
+/// takes no lock: it never waits for an append, nor an append for it. Clones share the same
+/// data. Every append wakes the store's [subscriptions](Subscribe).
 #[derive(Clone)]
 pub struct InMemory {
     inner: Arc<Mutex<Inner>>,
+    /// The global log, also held by `inner`: written under its lock, read without it.
+    log: Arc<Log>,
     clock: Arc<dyn Clock>,
     wakeups: Arc<Wakeups>,
     /// Snapshots found unusable by any repository over this store.
@@ -44,10 +47,42 @@ pub struct InMemory {
 /// than `SipHash` on short keys.
 type FastHash = foldhash::fast::RandomState;
 
+/// The global log: the event at index `i` has position `i + 1`.
+///
+/// Appends write it under the store's lock, one at a time; readers read it without the lock.
+/// An event, once written, never moves (`boxcar` grows the log in new buckets, never by copying),
+/// and `published` says how many events readers may see: it is raised after the last event of
+/// an append, so a reader never sees part of one.
+#[derive(Default)]
+struct Log {
+    events: boxcar::Vec<RecordedEvent>,
+    published: AtomicUsize,
+}
+
+impl Log {
+    /// The events readers may see.
+    fn len(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The event at `index`: one written already.
+    fn get(&self, index: usize) -> &RecordedEvent {
+        &self.events[index]
+    }
+
+    /// The published events after `after`, at most `limit` of them.
+    fn page(&self, after: GlobalPosition, limit: usize) -> impl Iterator<Item = &RecordedEvent> {
+        let head = self.len();
+        let start = usize::try_from(after.0).unwrap_or(usize::MAX).min(head);
+        (start..start.saturating_add(limit).min(head)).map(|index| self.get(index))
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    /// The global log; the event at index `i` has position `i + 1`.
-    log: Vec<RecordedEvent>,
+    log: Arc<Log>,
+    /// The events written to `log`: `log.len()` once the append under way is published.
+    written: usize,
     /// For each stream, the log indexes of its events in version order.
     streams: HashMap<StreamId, Vec<usize>, FastHash>,
     /// The log index of every event, by id: ids are unique in the store.
@@ -65,7 +100,7 @@ impl Default for InMemory {
 
 impl std::fmt::Debug for InMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let events = self.lock().log.len();
+        let events = self.log.len();
         f.debug_struct("InMemory")
             .field("events", &events)
             .finish_non_exhaustive()
@@ -82,8 +117,10 @@ impl InMemory {
     /// An empty store stamping events with `clock`.
     #[must_use]
     pub fn with_clock(clock: impl Clock) -> Self {
+        let inner = Inner::default();
         InMemory {
-            inner: Arc::default(),
+            log: Arc::clone(&inner.log),
+            inner: Arc::new(Mutex::new(inner)),
             clock: Arc::new(clock),
             wakeups: Arc::default(),
             snapshot_fallbacks: Arc::default(),
@@ -100,7 +137,8 @@ impl InMemory {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied append: appends validate
-        // everything before they push, so the data is consistent and the poison is cleared.
+        // everything before they push, and nothing between the first push and the publication
+        // can fail, so the data is consistent and the poison is cleared.
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -113,7 +151,7 @@ impl Inner {
         ids.into_iter()
             .filter_map(|id| self.ids.get(id))
             .map(|&index| {
-                let event = &self.log[index];
+                let event = self.log.get(index);
                 StoredId {
                     event_id: event.event_id,
                     stream: event.stream.clone(),
@@ -124,14 +162,6 @@ impl Inner {
             .collect()
     }
 
-    /// The events of the log after `after`, at most `limit` of them.
-    fn page(&self, after: GlobalPosition, limit: usize) -> impl Iterator<Item = &RecordedEvent> {
-        let start = usize::try_from(after.0)
-            .unwrap_or(usize::MAX)
-            .min(self.log.len());
-        self.log[start..].iter().take(limit)
-    }
-
     /// The last version of `stream` and the time of its last event, in one lookup (`None` and
     /// [`Timestamp::EPOCH`]: no events).
     fn head(&self, stream: &StreamId) -> (Option<Version>, Timestamp) {
@@ -140,13 +170,14 @@ impl Inner {
                 Some(Version(indexes.len() as u64)),
                 indexes
                     .last()
-                    .map_or(Timestamp::EPOCH, |&i| self.log[i].recorded_at),
+                    .map_or(Timestamp::EPOCH, |&i| self.log.get(i).recorded_at),
             ),
             None => (None, Timestamp::EPOCH),
         }
     }
 
-    /// Appends `events` (checked already) to `stream`, which is at `current`, stamped `now`.
+    /// Writes `events` (checked already) to `stream`, which is at `current`, stamped `now`;
+    /// readers see them once the append is [published](Inner::publish).
     fn push(
         &mut self,
         stream: &StreamId,
@@ -155,12 +186,11 @@ impl Inner {
         now: Timestamp,
     ) -> AppendOutcome {
         let mut version = current.unwrap_or(Version::INITIAL);
-        let first = self.log.len();
-        self.log.reserve(events.len());
+        let first = self.written;
         for event in events {
             version = version.next();
-            let index = self.log.len();
-            self.log.push(RecordedEvent {
+            let index = self.written;
+            let written = self.log.events.push(RecordedEvent {
                 event_id: event.event_id,
                 stream: stream.clone(),
                 version,
@@ -172,19 +202,29 @@ impl Inner {
                 metadata: shared_metadata(event.metadata),
                 payload: event.payload.into(),
             });
+            // Only this lock's holder writes the log, so it is written densely in order.
+            debug_assert_eq!(written, index);
+            self.written += 1;
             self.ids.insert(event.event_id, index);
         }
-        let indexes = first..self.log.len();
-        match self.streams.get_mut(stream) {
-            Some(stored) => stored.extend(indexes),
-            None => {
-                self.streams.insert(stream.clone(), indexes.collect());
-            }
+        let indexes = first..self.written;
+        if let Some(stored) = self.streams.get_mut(stream) {
+            stored.extend(indexes);
+        } else {
+            // Room for a typical aggregate's life without growing.
+            let mut stored = Vec::with_capacity(indexes.len().max(8));
+            stored.extend(indexes);
+            self.streams.insert(stream.clone(), stored);
         }
         AppendOutcome {
             version,
-            position: GlobalPosition(self.log.len() as u64),
+            position: GlobalPosition(self.written as u64),
         }
+    }
+
+    /// Lets readers see every event written so far.
+    fn publish(&self) {
+        self.log.published.store(self.written, Ordering::Release);
     }
 }
 
@@ -223,6 +263,7 @@ impl EventStore for InMemory {
         // its versions and `read_stream_until` never returns a stream with a hole.
         let now = self.clock.now().max(last_time);
         let outcome = inner.push(stream, current, events, now);
+        inner.publish();
         drop(inner);
         self.wakeups.wake();
         let outcome = Ok(outcome);
@@ -276,6 +317,7 @@ impl EventStore for InMemory {
             .zip(heads)
             .map(|(batch, (current, _))| inner.push(&batch.stream, current, batch.events, now))
             .collect();
+        inner.publish();
         drop(inner);
         self.wakeups.wake();
         let outcomes = Ok(outcomes);
@@ -304,7 +346,7 @@ impl EventStore for InMemory {
             .get(from..to)
             .unwrap_or_default()
             .iter()
-            .map(|&i| inner.log[i].clone())
+            .map(|&i| inner.log.get(i).clone())
             .collect());
         record_read(&events);
         events
@@ -328,7 +370,7 @@ impl EventStore for InMemory {
             .map(|indexes| {
                 indexes
                     .iter()
-                    .map(|&i| &inner.log[i])
+                    .map(|&i| inner.log.get(i))
                     .filter(|event| event.recorded_at <= until)
                     .cloned()
                     .collect()
@@ -347,7 +389,7 @@ impl EventStore for InMemory {
         after: GlobalPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = Ok(self.lock().page(after, limit).cloned().collect());
+        let events = Ok(self.log.page(after, limit).cloned().collect());
         record_read(&events);
         events
     }
@@ -358,12 +400,12 @@ impl EventStore for InMemory {
         limit: usize,
         into: &mut Vec<RecordedEvent>,
     ) -> Result<(), StoreError> {
-        into.extend(self.lock().page(after, limit).cloned());
+        into.extend(self.log.page(after, limit).cloned());
         Ok(())
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {
-        Ok(GlobalPosition(self.lock().log.len() as u64))
+        Ok(GlobalPosition(self.log.len() as u64))
     }
 
     fn clock(&self) -> &dyn Clock {
@@ -378,15 +420,14 @@ impl PageSource for InMemory {
         filter: &'a EventFilter,
         limit: usize,
     ) -> PageFuture<'a> {
-        let inner = self.lock();
-        let head = inner.log.len();
+        let head = self.log.len();
         let start = usize::try_from(after.0).unwrap_or(usize::MAX).min(head);
-        // A bounded scan, so a filter matching little never holds the lock for long.
+        // A bounded scan, so a filter matching little returns to its caller in good time.
         let end = usize::try_from(SCAN_WINDOW)
             .map_or(head, |window| start.saturating_add(window).min(head));
         let mut events = Vec::new();
         let mut scanned = start;
-        for event in &inner.log[start..end] {
+        for event in (start..end).map(|index| self.log.get(index)) {
             if events.len() == limit.max(1) {
                 break;
             }
@@ -538,5 +579,154 @@ impl LeaseStore for InMemory {
             .get(name)
             .filter(|row| !row.holder.is_empty())
             .map(|row| row.to_lease(name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::codec::CodecId;
+    use crate::event::Metadata;
+
+    const BATCH: usize = 3;
+    const APPENDS: u64 = 4_000;
+
+    /// The events of append `append`: `BATCH` of them per stream it writes, each carrying the
+    /// append's number.
+    fn batch(append: u64) -> Vec<NewEvent> {
+        (0..BATCH)
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "Appended".into(),
+                schema_version: 1,
+                codec: CodecId::Json,
+                payload: append.to_le_bytes().to_vec(),
+                metadata: Metadata::default(),
+            })
+            .collect()
+    }
+
+    /// How many events append `append` writes: odd ones write two streams at once.
+    fn size(append: u64) -> usize {
+        if append % 2 == 0 {
+            BATCH
+        } else {
+            2 * BATCH
+        }
+    }
+
+    /// Asserts that `events`, read from the start of the log, hold whole appends, in order.
+    fn assert_whole_appends(events: &[RecordedEvent]) {
+        let mut at = 0;
+        let mut append = 0;
+        while at < events.len() {
+            let group = &events[at..(at + size(append)).min(events.len())];
+            assert_eq!(group.len(), size(append), "append {append} is seen in part");
+            for (offset, event) in group.iter().enumerate() {
+                assert_eq!(event.payload[..], append.to_le_bytes(), "append {append}");
+                assert_eq!(
+                    event.global_position,
+                    GlobalPosition((at + offset) as u64 + 1)
+                );
+            }
+            at += group.len();
+            append += 1;
+        }
+    }
+
+    /// Runs `future` to its end on this thread.
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    }
+
+    /// The log is read without the store's lock: readers on their own threads, beside a writer,
+    /// never see part of an append (of one stream, or of several at once), nor a gap.
+    #[test]
+    fn readers_beside_a_writer_see_whole_appends_only() {
+        let store = InMemory::new();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                run(async {
+                    for append in 0..APPENDS {
+                        let stream = StreamId::new("log", format!("s{}", append % 5));
+                        if append % 2 == 0 {
+                            store
+                                .append(&stream, ExpectedVersion::Any, batch(append))
+                                .await
+                                .expect("an append with Any succeeds");
+                        } else {
+                            let other = StreamId::new("log", format!("t{}", append % 3));
+                            let batches = vec![
+                                StreamBatch::new(stream, ExpectedVersion::Any, batch(append)),
+                                StreamBatch::new(other, ExpectedVersion::Any, batch(append)),
+                            ];
+                            store
+                                .append_streams(batches)
+                                .await
+                                .expect("appends succeed");
+                        }
+                    }
+                });
+                done.store(true, Ordering::SeqCst);
+            });
+            let readers = [
+                scope.spawn(|| {
+                    run(async {
+                        let mut reads = 0;
+                        let mut page = Vec::new();
+                        while !done.load(Ordering::SeqCst) {
+                            page.clear();
+                            let head = store.last_position().await.expect("in memory");
+                            store
+                                .read_all_into(GlobalPosition::START, usize::MAX, &mut page)
+                                .await
+                                .expect("in memory");
+                            assert!(page.len() as u64 >= head.0, "the log went back");
+                            assert_whole_appends(&page);
+                            reads += 1;
+                        }
+                        reads
+                    })
+                }),
+                scope.spawn(|| {
+                    run(async {
+                        let mut reads = 0;
+                        let filter = EventFilter::all();
+                        while !done.load(Ordering::SeqCst) {
+                            let mut events = Vec::new();
+                            let mut after = GlobalPosition::START;
+                            loop {
+                                let page = store
+                                    .read_page(after, &filter, 64)
+                                    .await
+                                    .expect("in memory");
+                                events.extend(page.events);
+                                after = page.scanned_to;
+                                if page.at_head {
+                                    break;
+                                }
+                            }
+                            assert_whole_appends(&events);
+                            reads += 1;
+                        }
+                        reads
+                    })
+                }),
+            ];
+            for reader in readers {
+                let reads = reader.join().expect("the reader passes");
+                assert!(reads > 0, "the reader ran");
+            }
+        });
+        let events = run(store.read_all(GlobalPosition::START, usize::MAX)).expect("in memory");
+        let total: usize = (0..APPENDS).map(size).sum();
+        assert_eq!(events.len(), total);
+        assert_whole_appends(&events);
     }
 }
