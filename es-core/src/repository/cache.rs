@@ -7,8 +7,13 @@
 //! a state with the version it is at and the id of the event that brought it there, so a reader
 //! can confirm against the log that the entry still describes it (see
 //! [`Repository::load`](super::Repository::load)).
+//!
+//! A large cache is split into shards by a hash of the id, each with its own lock, ring and
+//! share of the capacity, so commands on different aggregates rarely wait for one another;
+//! a small one (under 512 entries) is one ring, exact to its capacity and its order.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -83,7 +88,10 @@ pub(super) trait AggregateCache<A: Aggregate>: Send + Sync {
 }
 
 pub(super) struct ClockCache<A> {
-    inner: Mutex<Clock<A>>,
+    /// A power of two of them; an id lives in the one its hash picks.
+    shards: Box<[Mutex<Clock<A>>]>,
+    /// Picks the shard.
+    hasher: foldhash::fast::FixedState,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -97,6 +105,8 @@ struct Clock<A> {
     slots: Vec<Slot<A>>,
     /// The next slot the hand looks at when room is needed.
     hand: usize,
+    /// The most entries this ring holds.
+    capacity: usize,
 }
 
 struct Slot<A> {
@@ -107,25 +117,56 @@ struct Slot<A> {
     used: bool,
 }
 
+/// Entries per shard below which a cache is not split further.
+const SHARD_SIZE: usize = 256;
+/// The most shards: enough that two cores seldom meet on one lock.
+const MAX_SHARDS: usize = 16;
+
 impl<A> ClockCache<A> {
     pub(super) fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = (capacity / SHARD_SIZE).clamp(1, MAX_SHARDS);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        // The capacity is dealt out exactly: the shards together hold at most `capacity`.
+        let shards = (0..shards)
+            .map(|shard| {
+                Mutex::new(Clock {
+                    index: HashMap::default(),
+                    slots: Vec::new(),
+                    hand: 0,
+                    capacity: capacity / shards + usize::from(shard < capacity % shards),
+                })
+            })
+            .collect();
         ClockCache {
-            inner: Mutex::new(Clock {
-                index: HashMap::default(),
-                slots: Vec::new(),
-                hand: 0,
-            }),
-            capacity: capacity.max(1),
+            shards,
+            hasher: foldhash::fast::FixedState::default(),
+            capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Clock<A>> {
+    /// The ring `id` lives in, locked.
+    fn lock(&self, id: &str) -> std::sync::MutexGuard<'_, Clock<A>> {
+        let shard = if self.shards.len() == 1 {
+            0
+        } else {
+            // The hash's high bits: the shard's map uses its own seed, so the two stay apart.
+            (self.hasher.hash_one(id) >> 32) as usize & (self.shards.len() - 1)
+        };
+        Self::locked(&self.shards[shard])
+    }
+
+    fn locked(shard: &Mutex<Clock<A>>) -> std::sync::MutexGuard<'_, Clock<A>> {
         // The ring is consistent after every operation (no user code runs under the lock but
         // `Clone`, which cannot leave it half-changed), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn count(&self, found: bool) {
@@ -143,7 +184,7 @@ impl<A: Aggregate + Clone> ClockCache<A> {
         id: &str,
         out: impl FnOnce(&mut Option<Cached<A>>) -> Option<Cached<A>>,
     ) -> Option<(AggregateRoot<A>, Uuid)> {
-        let found = self.lock().slot_mut(id).and_then(|slot| {
+        let found = self.lock(id).slot_mut(id).and_then(|slot| {
             slot.used = true;
             let cached = out(&mut slot.cached)?;
             Some((SharedStr::from(Arc::clone(&slot.id)), cached))
@@ -162,8 +203,8 @@ impl<A> Clock<A> {
     }
 
     /// A slot for a new id, evicting an unused entry when the ring is full.
-    fn vacate(&mut self, capacity: usize) -> Option<usize> {
-        if self.slots.len() < capacity {
+    fn vacate(&mut self) -> Option<usize> {
+        if self.slots.len() < self.capacity {
             return None;
         }
         loop {
@@ -179,17 +220,17 @@ impl<A> Clock<A> {
         }
     }
 
-    fn remove(&mut self, id: &str) {
-        let Some(at) = self.index.remove(id) else {
-            return;
-        };
-        self.slots.swap_remove(at);
+    /// Forgets `id`, returning its slot (to be dropped after the lock is let go).
+    fn remove(&mut self, id: &str) -> Option<Slot<A>> {
+        let at = self.index.remove(id)?;
+        let removed = self.slots.swap_remove(at);
         if let Some(moved) = self.slots.get(at) {
             self.index.insert(Arc::clone(&moved.id), at);
         }
         if self.hand >= self.slots.len() {
             self.hand = 0;
         }
+        Some(removed)
     }
 }
 
@@ -209,8 +250,10 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
             last_event,
         };
         let id = root.id();
-        let mut clock = self.lock();
-        if let Some(slot) = clock.slot_mut(id) {
+        let mut clock = self.lock(id);
+        // What the put replaces or evicts is dropped after the lock is let go: freeing a
+        // state can take longer than the rest of the put.
+        let replaced = if let Some(slot) = clock.slot_mut(id) {
             // Two saves of one aggregate can finish in either order; the later version wins.
             if slot
                 .cached
@@ -219,28 +262,31 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
             {
                 return;
             }
-            slot.cached = Some(cached);
             slot.used = true;
-            return;
-        }
-        let id: Arc<str> = id.into();
-        let slot = Slot {
-            id: Arc::clone(&id),
-            cached: Some(cached),
-            used: false,
-        };
-        let at = if let Some(at) = clock.vacate(self.capacity) {
-            clock.slots[at] = slot;
-            at
+            slot.cached.replace(cached)
         } else {
-            clock.slots.push(slot);
-            clock.slots.len() - 1
+            let id: Arc<str> = id.into();
+            let slot = Slot {
+                id: Arc::clone(&id),
+                cached: Some(cached),
+                used: false,
+            };
+            let (at, evicted) = if let Some(at) = clock.vacate() {
+                (at, std::mem::replace(&mut clock.slots[at], slot).cached)
+            } else {
+                clock.slots.push(slot);
+                (clock.slots.len() - 1, None)
+            };
+            clock.index.insert(id, at);
+            evicted
         };
-        clock.index.insert(id, at);
+        drop(clock);
+        drop(replaced);
     }
 
     fn evict(&self, id: &str) {
-        self.lock().remove(id);
+        let removed = self.lock(id).remove(id);
+        drop(removed);
     }
 
     fn evict_stale(&self, id: &str) {
@@ -249,10 +295,14 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
     }
 
     fn clear(&self) {
-        let mut clock = self.lock();
-        clock.index.clear();
-        clock.slots.clear();
-        clock.hand = 0;
+        for shard in &self.shards {
+            let mut clock = Self::locked(shard);
+            let slots = std::mem::take(&mut clock.slots);
+            clock.index.clear();
+            clock.hand = 0;
+            drop(clock);
+            drop(slots);
+        }
     }
 
     fn stats(&self) -> CacheStats {
@@ -261,11 +311,16 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
             misses: self.misses.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
             len: self
-                .lock()
-                .slots
+                .shards
                 .iter()
-                .filter(|slot| slot.cached.is_some())
-                .count(),
+                .map(|shard| {
+                    Self::locked(shard)
+                        .slots
+                        .iter()
+                        .filter(|slot| slot.cached.is_some())
+                        .count()
+                })
+                .sum(),
             capacity: self.capacity,
         }
     }
@@ -390,7 +445,7 @@ mod tests {
             if round % 17 == 0 {
                 cache.evict(&format!("k{}", round % 3));
             }
-            let clock = cache.lock();
+            let clock = ClockCache::locked(&cache.shards[0]);
             assert!(clock.slots.len() <= 8);
             assert_eq!(clock.index.len(), clock.slots.len());
             for (key, &at) in &clock.index {
@@ -453,5 +508,37 @@ mod tests {
         taken.record(Set(9));
         assert!(std::ptr::eq(before, taken.state()), "changed in place");
         assert_eq!(taken.into_state(), Counter(9));
+    }
+
+    #[test]
+    fn a_large_cache_is_sharded_and_still_holds_at_most_its_capacity() {
+        for (capacity, shards) in [(511, 1), (512, 2), (1_000, 2), (4_096, 16), (4_097, 16)] {
+            let cache = ClockCache::<Counter>::new(capacity);
+            assert_eq!(cache.shards.len(), shards, "capacity {capacity}");
+            let dealt: usize = cache
+                .shards
+                .iter()
+                .map(|shard| ClockCache::locked(shard).capacity)
+                .sum();
+            assert_eq!(dealt, capacity, "the shards share the capacity exactly");
+        }
+        let cache = ClockCache::<Counter>::new(1_024);
+        for n in 0..3_000u32 {
+            put(&cache, &format!("order-{n}"), n, 1, u128::from(n));
+        }
+        let stats = cache.stats();
+        assert!(stats.len <= 1_024 && stats.len > 900, "{stats:?}");
+        for shard in &cache.shards {
+            let clock = ClockCache::locked(shard);
+            assert!(clock.slots.len() <= clock.capacity);
+            assert_eq!(clock.index.len(), clock.slots.len());
+        }
+        // Every id is found where its puts went: the recent ones are all there.
+        for n in 2_900..3_000u32 {
+            assert_eq!(value(&cache, &format!("order-{n}")), Some(n));
+        }
+        cache.clear();
+        assert_eq!(cache.stats().len, 0);
+        assert!(cache.get("order-2999").is_none());
     }
 }
