@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::{CodecError, CodecId};
+pub use crate::ids::new_event_id;
 use crate::shared::{bytes_serde, Bytes, SharedStr};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
 
@@ -258,7 +259,7 @@ impl NewEvent {
     /// A [`CodecError`] if the codec cannot represent the event.
     pub fn encode<E: EventSet>(event: &E, codec: CodecId) -> Result<Self, CodecError> {
         Ok(NewEvent {
-            event_id: Uuid::now_v7(),
+            event_id: new_event_id(),
             event_type: SharedStr::from_static(event.event_type()),
             schema_version: event.schema_version(),
             codec,

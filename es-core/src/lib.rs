@@ -10,6 +10,7 @@ pub mod clock;
 pub mod codec;
 pub mod command;
 pub mod event;
+mod ids;
 pub mod lease;
 pub mod projection;
 pub mod repository;
