@@ -176,36 +176,30 @@ impl Inner {
         }
     }
 
-    /// Writes `events` (checked already) to `stream`, which is at `current`, stamped `now`;
-    /// readers see them once the append is [published](Inner::publish).
+    /// Writes `records` (checked already, [prepared](prepare) for `stream`) to `stream`,
+    /// which is at `current`, stamped `now`; readers see them once the append is
+    /// [published](Inner::publish).
     fn push(
         &mut self,
         stream: &StreamId,
         current: Option<Version>,
-        events: Vec<NewEvent>,
+        records: Vec<RecordedEvent>,
         now: Timestamp,
     ) -> AppendOutcome {
         let mut version = current.unwrap_or(Version::INITIAL);
         let first = self.written;
-        for event in events {
+        for mut record in records {
             version = version.next();
             let index = self.written;
-            let written = self.log.events.push(RecordedEvent {
-                event_id: event.event_id,
-                stream: stream.clone(),
-                version,
-                global_position: GlobalPosition(index as u64 + 1),
-                recorded_at: now,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                codec: event.codec,
-                metadata: shared_metadata(event.metadata),
-                payload: event.payload.into(),
-            });
+            let event_id = record.event_id;
+            record.version = version;
+            record.global_position = GlobalPosition(index as u64 + 1);
+            record.recorded_at = now;
+            let written = self.log.events.push(record);
             // Only this lock's holder writes the log, so it is written densely in order.
             debug_assert_eq!(written, index);
             self.written += 1;
-            self.ids.insert(event.event_id, index);
+            self.ids.insert(event_id, index);
         }
         let indexes = first..self.written;
         if let Some(stored) = self.streams.get_mut(stream) {
@@ -228,6 +222,27 @@ impl Inner {
     }
 }
 
+/// `events` as the log will hold them, but for their version, position and time (set under
+/// the lock by [`Inner::push`]): what can be done before the lock is done before it, so an
+/// append holds the lock only to check and link.
+fn prepare(stream: &StreamId, events: Vec<NewEvent>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .map(|event| RecordedEvent {
+            event_id: event.event_id,
+            stream: stream.clone(),
+            version: Version::INITIAL,
+            global_position: GlobalPosition::START,
+            recorded_at: Timestamp::EPOCH,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            codec: event.codec,
+            metadata: shared_metadata(event.metadata),
+            payload: event.payload.into(),
+        })
+        .collect()
+}
+
 impl EventStore for InMemory {
     #[tracing::instrument(level = "debug", name = "append", skip_all, fields(
         store = "memory", stream = %stream, expected = %expected, events = events.len(),
@@ -243,13 +258,14 @@ impl EventStore for InMemory {
             return Err(StoreError::EmptyAppend);
         }
         check_batch_ids(stream, &events)?;
+        let records = prepare(stream, events);
         let mut inner = self.lock();
         // Only a batch with a stored id (a retried append, or a clash) needs the full check.
-        if events
+        if records
             .iter()
-            .any(|event| inner.ids.contains_key(&event.event_id))
+            .any(|record| inner.ids.contains_key(&record.event_id))
         {
-            let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+            let ids: Vec<Uuid> = records.iter().map(|record| record.event_id).collect();
             if let Some(outcome) = match_stored_batch(stream, &ids, &inner.stored_ids(&ids))? {
                 let outcome = Ok(outcome);
                 record_append(&outcome);
@@ -262,7 +278,7 @@ impl EventStore for InMemory {
         // than its stream's last one (the clock may step back), so a stream's times run with
         // its versions and `read_stream_until` never returns a stream with a hole.
         let now = self.clock.now().max(last_time);
-        let outcome = inner.push(stream, current, events, now);
+        let outcome = inner.push(stream, current, records, now);
         inner.publish();
         drop(inner);
         self.wakeups.wake();
@@ -281,29 +297,41 @@ impl EventStore for InMemory {
         batches: Vec<StreamBatch>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         check_stream_batches(&batches)?;
-        let mut inner = self.lock();
-        let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
-            .iter()
+        let batches: Vec<(StreamId, ExpectedVersion, Vec<RecordedEvent>)> = batches
+            .into_iter()
             .map(|batch| {
-                let ids = batch.events.iter().map(|event| event.event_id).collect();
-                (&batch.stream, ids)
+                let records = prepare(&batch.stream, batch.events);
+                (batch.stream, batch.expected, records)
             })
             .collect();
+        let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
+            .iter()
+            .map(|(stream, _, records)| {
+                (
+                    stream,
+                    records.iter().map(|record| record.event_id).collect(),
+                )
+            })
+            .collect();
+        let mut inner = self.lock();
         let stored = inner.stored_ids(ids.iter().flat_map(|(_, ids)| ids));
         if let Some(outcomes) = match_stored_batches(&ids, &stored)? {
             let outcomes = Ok(outcomes);
             record_appends(&outcomes);
             return outcomes;
         }
+        drop(ids);
         // Every stream is checked before anything is pushed, under the one lock: all or none.
         let heads: Vec<(Option<Version>, Timestamp)> = batches
             .iter()
-            .map(|batch| inner.head(&batch.stream))
+            .map(|(stream, _, _)| inner.head(stream))
             .collect();
         let conflicts = batches
             .iter()
             .zip(&heads)
-            .filter_map(|(batch, &(current, _))| batch.expected.check(&batch.stream, current).err())
+            .filter_map(|((stream, expected, _), &(current, _))| {
+                expected.check(stream, current).err()
+            })
             .collect();
         if let Some(conflicts) = Conflicts::new(conflicts) {
             return Err(conflicts.into());
@@ -315,7 +343,7 @@ impl EventStore for InMemory {
         let outcomes = batches
             .into_iter()
             .zip(heads)
-            .map(|(batch, (current, _))| inner.push(&batch.stream, current, batch.events, now))
+            .map(|((stream, _, records), (current, _))| inner.push(&stream, current, records, now))
             .collect();
         inner.publish();
         drop(inner);
