@@ -16,6 +16,8 @@ use super::{AsOf, CatchUpReport, DuplicateProjection, Progress, Projection, Proj
 
 /// How many events one `read_all` call asks for, unless configured.
 const DEFAULT_PAGE_SIZE: usize = 512;
+/// How many events a paged catch-up applies between two reports of its progress.
+pub(super) const PROGRESS_EVERY: u64 = 64;
 /// How long [`ProjectionRegistry::catch_up_to`] waits for a position, unless configured.
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause between two polls of the log while waiting for a position.
@@ -360,10 +362,13 @@ impl ProjectionRegistry {
     /// comes back short: one `read_all` per page and nothing else (no `last_position`, so on
     /// PostgreSQL the gap-safe bound is computed once per page). Burned positions after the
     /// last event are not skipped over, unlike in [`catch_up`](ProjectionRegistry::catch_up):
-    /// the next run reads past them.
+    /// the next run reads past them. Along the way, every [`PROGRESS_EVERY`] events and after
+    /// each full page, `progress` is told the position every read model has seen, so waiters
+    /// for earlier positions need not wait for the end of a long run.
     pub(super) async fn catch_up_pages<S: EventStore>(
         &mut self,
         store: &S,
+        mut progress: impl FnMut(GlobalPosition),
     ) -> Result<CatchUpReport, ProjectionError> {
         let mut after = lowest_checkpoint(&self.entries);
         let mut events = 0;
@@ -389,6 +394,9 @@ impl ProjectionRegistry {
                 }
                 after = position;
                 events += 1;
+                if events % PROGRESS_EVERY == 0 {
+                    progress(lowest_checkpoint(&self.entries));
+                }
             }
             let read = page.len();
             // Applied: the events are not held until the next catch-up.
@@ -396,6 +404,7 @@ impl ProjectionRegistry {
             if read < self.page_size {
                 break;
             }
+            progress(lowest_checkpoint(&self.entries));
         }
         Ok(CatchUpReport {
             events,

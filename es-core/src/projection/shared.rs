@@ -146,6 +146,23 @@ struct Inner<S> {
     empty: bool,
 }
 
+impl<S> Inner<S> {
+    /// Makes `seen` (every read model has seen it) visible to waiters, waking those asleep
+    /// behind the run that got there: each looks again at the position, and goes back to
+    /// sleep if it is not served yet.
+    fn publish(&self, seen: GlobalPosition) {
+        let before = self.reached.fetch_max(seen.get(), Ordering::AcqRel);
+        if before >= seen.get() {
+            return;
+        }
+        // Pairs with the count in `Sleeping::new`, as the release does.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            self.released.notify_waiters();
+        }
+    }
+}
+
 struct Locked {
     registry: ProjectionRegistry,
     /// Whether a full catch-up (with its checks) has run.
@@ -216,12 +233,14 @@ impl<S: EventStore> SharedRegistry<S> {
                 released: &self.inner.released,
             };
             let locked = turn.locked();
-            let store = &self.inner.store;
+            let inner = &*self.inner;
             let run = async {
                 if locked.checked {
-                    locked.registry.catch_up_pages(store).await
+                    // Waiters for positions the run has passed return at once, not at its end.
+                    let progress = |seen: GlobalPosition| inner.publish(seen);
+                    locked.registry.catch_up_pages(&inner.store, progress).await
                 } else {
-                    let report = locked.registry.catch_up(store).await;
+                    let report = locked.registry.catch_up(&inner.store).await;
                     locked.checked = report.is_ok();
                     report
                 }

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use super::*;
 use crate::codec::CodecId;
 use crate::event::{Metadata, NewEvent, RecordedEvent};
+use crate::projection::registry::PROGRESS_EVERY;
 use crate::projection::{InfallibleProjection, Projection};
 use crate::store::{
     AppendOutcome, ExpectedVersion, InMemory, StoreError, StreamBatch, VersionRange,
@@ -77,6 +78,8 @@ struct Probe {
     read_all: Arc<AtomicU64>,
     last_position: Arc<AtomicU64>,
     stall: Arc<AtomicBool>,
+    /// The one `read_all` call (counting from 1) that stalls until released; 0: none.
+    stall_at: Arc<AtomicU64>,
     released: Arc<Notify>,
 }
 
@@ -135,8 +138,8 @@ impl EventStore for Probe {
         after: GlobalPosition,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_all.fetch_add(1, Ordering::SeqCst);
-        if self.stall.load(Ordering::SeqCst) {
+        let call = self.read_all.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.stall.load(Ordering::SeqCst) || call == self.stall_at.load(Ordering::SeqCst) {
             self.released.notified().await;
         }
         self.inner.read_all(after, limit).await
@@ -390,4 +393,104 @@ async fn waiters_sleeping_behind_a_reader_wake_when_it_lets_go() {
         .read(|registry| registry.get::<Seen>().unwrap().0.len() as u64)
         .await;
     assert_eq!(seen, WAITERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_catch_up_serves_waiters_it_has_passed_before_it_ends() {
+    let store = Probe::default();
+    let shared = share(&store, Duration::from_secs(30));
+    let first = store.write("a", "Counted").await;
+    shared.wait_for(first.position).await.unwrap();
+    let mut last = first;
+    for _ in 0..8 {
+        last = store.write("a", "Counted").await;
+    }
+    // Positions 2 to 9: pages of 4. The run's second page read stalls, after the first page
+    // (2 to 5) is applied.
+    let reads = store.read_all.load(Ordering::SeqCst);
+    store.stall_at.store(reads + 2, Ordering::SeqCst);
+    let long = tokio::spawn({
+        let shared = shared.clone();
+        async move { shared.wait_for(last.position).await }
+    });
+    while store.read_all.load(Ordering::SeqCst) < reads + 2 {
+        tokio::task::yield_now().await;
+    }
+    let served = tokio::time::timeout(Duration::from_secs(10), shared.wait_for(GlobalPosition(5)))
+        .await
+        .expect("served by the run that passed it, while that run is still going")
+        .unwrap();
+    assert_eq!(served, GlobalPosition(5));
+    assert!(!long.is_finished(), "the long run is still stalled");
+    // A permit: the stalled read may or may not be waiting yet.
+    store.released.notify_one();
+    assert_eq!(long.await.unwrap().unwrap(), last.position);
+}
+
+/// Closed: applying the event at position [`GATE_AT`] blocks its thread until opened.
+static GATE_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set once the gate holds a catch-up.
+static GATE_HOLDING: AtomicBool = AtomicBool::new(false);
+const GATE_AT: u64 = 70;
+
+/// Opens the gate when dropped.
+struct OpenGate;
+
+impl Drop for OpenGate {
+    fn drop(&mut self) {
+        GATE_CLOSED.store(false, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Gated;
+
+impl InfallibleProjection for Gated {
+    const NAME: &'static str = "gated";
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        if event.global_position.get() == GATE_AT {
+            GATE_HOLDING.store(true, Ordering::SeqCst);
+            while GATE_CLOSED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn reset(&mut self) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_within_a_page_serves_waiters_every_few_dozen_events() {
+    let store = Probe::default();
+    let registry = ProjectionRegistry::new()
+        .with(Gated)
+        .unwrap()
+        .with_wait_timeout(Duration::from_secs(30));
+    let shared = SharedRegistry::new(registry, store.clone());
+    let first = store.write("a", "Counted").await;
+    shared.wait_for(first.position).await.unwrap();
+    let mut last = first;
+    for _ in 1..100 {
+        last = store.write("a", "Counted").await;
+    }
+    // One page holds all 99 new events; the run stops inside it, at position 70.
+    GATE_CLOSED.store(true, Ordering::SeqCst);
+    // Opened again however the test ends, so a failure does not hold a worker forever.
+    let open = OpenGate;
+    let long = tokio::spawn({
+        let shared = shared.clone();
+        async move { shared.wait_for(last.position).await }
+    });
+    while !GATE_HOLDING.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
+    }
+    // 64 events of the run (positions 2 to 65) are applied and reported.
+    let served = tokio::time::timeout(Duration::from_secs(10), shared.wait_for(GlobalPosition(60)))
+        .await
+        .expect("served within the page, while the run is held");
+    assert_eq!(served.unwrap(), GlobalPosition(1 + PROGRESS_EVERY));
+    assert!(!long.is_finished());
+    drop(open);
+    assert_eq!(long.await.unwrap().unwrap(), last.position);
 }
