@@ -1,6 +1,6 @@
 //! `OrderSummaries`: one denormalized row per order, for quick lists and lookups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use es_core::{Projection, RecordedEvent, Timestamp, Version};
 use serde::{Deserialize, Serialize};
@@ -85,9 +85,13 @@ impl OrderSummary {
 }
 
 /// The [`OrderSummary`] of every order.
+///
+/// Kept by hash, not in order: every event is a lookup by id, and lists are rarer than events
+/// (they are sorted when asked for). It serializes as the same map of id to summary either
+/// way, so saved states read back whichever way they were written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummaries {
-    orders: BTreeMap<OrderId, OrderSummary>,
+    orders: HashMap<OrderId, OrderSummary, foldhash::fast::RandomState>,
 }
 
 impl OrderSummaries {
@@ -99,7 +103,9 @@ impl OrderSummaries {
 
     /// Every summary, by order id.
     pub fn iter(&self) -> impl Iterator<Item = &OrderSummary> + '_ {
-        self.orders.values()
+        let mut summaries: Vec<&OrderSummary> = self.orders.values().collect();
+        summaries.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        summaries.into_iter()
     }
 
     /// The orders in `status`.

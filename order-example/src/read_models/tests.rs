@@ -144,6 +144,14 @@ async fn order_summaries_follow_each_order() {
         .map(|s| s.order_id.as_str())
         .collect();
     assert_eq!(open, ["o4"]);
+    // Listed by id, whatever order the map keeps them in.
+    let listed: Vec<_> = summaries.iter().map(|s| s.order_id.as_str()).collect();
+    assert_eq!(listed, ["o1", "o2", "o3", "o4"]);
+    let closed: Vec<_> = summaries
+        .by_status(OrderStatus::Cancelled)
+        .map(|s| s.order_id.as_str())
+        .collect();
+    assert_eq!(closed, ["o2", "o3"]);
 }
 
 #[tokio::test]
