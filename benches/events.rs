@@ -9,7 +9,9 @@
 //! - `events/new_event`: [`NewEvent::encode`] of one `OrderItemAdded` in postcard: the event id
 //!   (a UUID v7), the type name and the payload, what every recorded event of a command costs
 //!   before the store sees it.
-//! - `events/event_id`: the event id alone, as [`NewEvent::encode`] makes it.
+//! - `events/event_id`: the event id alone, as [`NewEvent::encode`] makes it
+//!   (`es_core::event::new_event_id`); `events/event_id_uuid_now_v7`: uuid's own `now_v7`, which
+//!   it used before.
 //!
 //! Run with `cargo bench --bench events` (about twenty seconds).
 
@@ -86,6 +88,10 @@ fn create(c: &mut Criterion) {
         b.iter(|| NewEvent::encode(black_box(&event), CodecId::Postcard).unwrap());
     });
     c.bench_function("events/event_id", |b| {
+        b.iter(es_core::event::new_event_id);
+    });
+    // What `NewEvent::encode` used before `new_event_id` (uuid's shared v7 context).
+    c.bench_function("events/event_id_uuid_now_v7", |b| {
         b.iter(uuid::Uuid::now_v7);
     });
 }
