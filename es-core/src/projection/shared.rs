@@ -155,11 +155,7 @@ impl<S> Inner<S> {
         if before >= seen.get() {
             return;
         }
-        // Pairs with the count in `Sleeping::new`, as the release does.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) > 0 {
-            self.released.notify_waiters();
-        }
+        wake_sleepers(&self.sleepers, &self.released);
     }
 }
 
@@ -330,12 +326,19 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         // Unlocked first, so every waiter woken finds the lock free.
         drop(self.guard.take());
-        // Pairs with the count in `Sleeping::new`: a sleeper counted before this load is
-        // woken; one counted after tries the lock after this release, and gets it.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) > 0 {
-            self.released.notify_waiters();
-        }
+        wake_sleepers(self.sleepers, self.released);
+    }
+}
+
+/// Wakes every waiter sleeping on `released`, if any is counted in `sleepers`.
+///
+/// Pairs with the count in `Sleeping::new`: a sleeper counted before this load is woken; one
+/// counted after looks at the position and tries the lock after what the caller changed (a
+/// release, or a published position), and sees it.
+fn wake_sleepers(sleepers: &AtomicUsize, released: &Notify) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if sleepers.load(Ordering::Relaxed) > 0 {
+        released.notify_waiters();
     }
 }
 
