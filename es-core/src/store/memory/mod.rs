@@ -1,5 +1,7 @@
 //! The in-memory store: every guarantee of the durable stores except durability.
 
+mod ids;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,7 +88,7 @@ struct Inner {
     /// For each stream, the log indexes of its events in version order.
     streams: HashMap<StreamId, Vec<usize>, FastHash>,
     /// The log index of every event, by id: ids are unique in the store.
-    ids: HashMap<Uuid, usize, FastHash>,
+    ids: ids::IdIndex,
     snapshots: HashMap<StreamId, Snapshot>,
     projections: HashMap<String, SavedProjection>,
     leases: HashMap<String, LeaseRow>,
@@ -150,7 +152,7 @@ impl Inner {
     fn stored_ids<'a>(&self, ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<StoredId> {
         ids.into_iter()
             .filter_map(|id| self.ids.get(id))
-            .map(|&index| {
+            .map(|index| {
                 let event = self.log.get(index);
                 StoredId {
                     event_id: event.event_id,
@@ -165,15 +167,7 @@ impl Inner {
     /// The last version of `stream` and the time of its last event, in one lookup (`None` and
     /// [`Timestamp::EPOCH`]: no events).
     fn head(&self, stream: &StreamId) -> (Option<Version>, Timestamp) {
-        match self.streams.get(stream) {
-            Some(indexes) => (
-                Some(Version(indexes.len() as u64)),
-                indexes
-                    .last()
-                    .map_or(Timestamp::EPOCH, |&i| self.log.get(i).recorded_at),
-            ),
-            None => (None, Timestamp::EPOCH),
-        }
+        head_of(&self.log, self.streams.get(stream))
     }
 
     /// Writes `records` (checked already, [prepared](prepare) for `stream`) to `stream`,
@@ -186,39 +180,90 @@ impl Inner {
         records: Vec<RecordedEvent>,
         now: Timestamp,
     ) -> AppendOutcome {
-        let mut version = current.unwrap_or(Version::INITIAL);
-        let first = self.written;
-        for mut record in records {
-            version = version.next();
-            let index = self.written;
-            let event_id = record.event_id;
-            record.version = version;
-            record.global_position = GlobalPosition(index as u64 + 1);
-            record.recorded_at = now;
-            let written = self.log.events.push(record);
-            // Only this lock's holder writes the log, so it is written densely in order.
-            debug_assert_eq!(written, index);
-            self.written += 1;
-            self.ids.insert(event_id, index);
-        }
-        let indexes = first..self.written;
-        if let Some(stored) = self.streams.get_mut(stream) {
-            stored.extend(indexes);
-        } else {
-            // Room for a typical aggregate's life without growing.
-            let mut stored = Vec::with_capacity(indexes.len().max(8));
-            stored.extend(indexes);
-            self.streams.insert(stream.clone(), stored);
-        }
-        AppendOutcome {
-            version,
-            position: GlobalPosition(self.written as u64),
+        let stored = self.streams.get_mut(stream);
+        let mut writer = Writer {
+            log: &self.log,
+            written: &mut self.written,
+            ids: &mut self.ids,
+        };
+        match stored {
+            Some(stored) => writer.write(stored, current, records, now),
+            None => writer.write_new(&mut self.streams, stream, records, now),
         }
     }
 
     /// Lets readers see every event written so far.
     fn publish(&self) {
         self.log.published.store(self.written, Ordering::Release);
+    }
+}
+
+/// The last version of a stream whose log indexes are `stored`, and the time of its last
+/// event (`None` and [`Timestamp::EPOCH`]: no events).
+fn head_of(log: &Log, stored: Option<&Vec<usize>>) -> (Option<Version>, Timestamp) {
+    match stored {
+        Some(indexes) => (
+            Some(Version(indexes.len() as u64)),
+            indexes
+                .last()
+                .map_or(Timestamp::EPOCH, |&i| log.get(i).recorded_at),
+        ),
+        None => (None, Timestamp::EPOCH),
+    }
+}
+
+/// The parts of [`Inner`] that writing events changes but for the stream index, borrowed
+/// apart from it so an append looks its stream up once.
+struct Writer<'a> {
+    log: &'a Log,
+    written: &'a mut usize,
+    ids: &'a mut ids::IdIndex,
+}
+
+impl Writer<'_> {
+    /// Writes `records` to the end of the log as the next events of the stream whose log
+    /// indexes are `stored` and which is at `current`, stamped `now`.
+    fn write(
+        &mut self,
+        stored: &mut Vec<usize>,
+        current: Option<Version>,
+        records: Vec<RecordedEvent>,
+        now: Timestamp,
+    ) -> AppendOutcome {
+        let mut version = current.unwrap_or(Version::INITIAL);
+        for mut record in records {
+            version = version.next();
+            let index = *self.written;
+            let event_id = record.event_id;
+            record.version = version;
+            record.global_position = GlobalPosition(index as u64 + 1);
+            record.recorded_at = now;
+            let written = self.log.events.push(record);
+            // Only the lock's holder writes the log, so it is written densely in order.
+            debug_assert_eq!(written, index);
+            *self.written += 1;
+            self.ids.insert(event_id, index);
+            stored.push(index);
+        }
+        AppendOutcome {
+            version,
+            position: GlobalPosition(*self.written as u64),
+        }
+    }
+
+    /// Writes `records` as the first events of `stream`, which `streams` does not hold yet.
+    fn write_new(
+        &mut self,
+        streams: &mut HashMap<StreamId, Vec<usize>, FastHash>,
+        stream: &StreamId,
+        records: Vec<RecordedEvent>,
+        now: Timestamp,
+    ) -> AppendOutcome {
+        // Room for a typical aggregate's life without growing.
+        let mut stored = Vec::with_capacity(records.len().max(8));
+        let outcome = self.write(&mut stored, None, records, now);
+        streams.insert(stream.clone(), stored);
+        outcome
     }
 }
 
@@ -263,7 +308,7 @@ impl EventStore for InMemory {
         // Only a batch with a stored id (a retried append, or a clash) needs the full check.
         if records
             .iter()
-            .any(|record| inner.ids.contains_key(&record.event_id))
+            .any(|record| inner.ids.contains(&record.event_id))
         {
             let ids: Vec<Uuid> = records.iter().map(|record| record.event_id).collect();
             if let Some(outcome) = match_stored_batch(stream, &ids, &inner.stored_ids(&ids))? {
@@ -272,13 +317,26 @@ impl EventStore for InMemory {
                 return outcome;
             }
         }
-        let (current, last_time) = inner.head(stream);
+        // The stream is looked up once, for its head and for the write.
+        let Inner {
+            log,
+            written,
+            streams,
+            ids,
+            ..
+        } = &mut *inner;
+        let stored = streams.get_mut(stream);
+        let (current, last_time) = head_of(log, stored.as_deref());
         expected.check(stream, current)?;
         // Read the clock under the lock that orders the log, and never stamp an event earlier
         // than its stream's last one (the clock may step back), so a stream's times run with
         // its versions and `read_stream_until` never returns a stream with a hole.
         let now = self.clock.now().max(last_time);
-        let outcome = inner.push(stream, current, records, now);
+        let mut writer = Writer { log, written, ids };
+        let outcome = match stored {
+            Some(stored) => writer.write(stored, current, records, now),
+            None => writer.write_new(streams, stream, records, now),
+        };
         inner.publish();
         drop(inner);
         self.wakeups.wake();
