@@ -51,7 +51,6 @@
 
 mod cqrs_order;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,8 +80,9 @@ const TASKS: usize = 16;
 const PATIENCE: Duration = Duration::from_mins(1);
 const URL_VARIABLE: &str = "ES_POSTGRES_URL";
 
-/// One command of one order.
-type Step = (Arc<str>, OrderCommand);
+/// One command of one order, with the order's place among its lane's orders (where a lane
+/// keeps the order's consistency token).
+type Step = (Arc<str>, OrderCommand, usize);
 
 /// The workload dealt to lanes.
 struct Plan {
@@ -103,19 +103,21 @@ impl Plan {
             .into_iter()
             .map(|scripts| {
                 let mut steps = Vec::new();
-                for wave in scripts.chunks(WAVE) {
-                    let wave: Vec<(Arc<str>, Vec<OrderCommand>)> = wave
+                for (first, wave) in (0..).step_by(WAVE).zip(scripts.chunks(WAVE)) {
+                    let wave: Vec<(Arc<str>, Vec<OrderCommand>, usize)> = wave
                         .iter()
-                        .map(|script| {
+                        .zip(first..)
+                        .map(|(script, slot)| {
                             let id: Arc<str> = script.order_id.as_str().into();
-                            (id, script.batches.iter().flatten().cloned().collect())
+                            let commands = script.batches.iter().flatten().cloned().collect();
+                            (id, commands, slot)
                         })
                         .collect();
-                    let longest = wave.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+                    let longest = wave.iter().map(|(_, c, _)| c.len()).max().unwrap_or(0);
                     for step in 0..longest {
-                        for (id, commands) in &wave {
+                        for (id, commands, slot) in &wave {
                             if let Some(command) = commands.get(step) {
-                                steps.push((id.clone(), command.clone()));
+                                steps.push((id.clone(), command.clone(), *slot));
                             }
                         }
                     }
@@ -180,7 +182,7 @@ async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
     for lane in &plan.lanes {
         let (framework, lane) = (framework.clone(), lane.clone());
         lanes.spawn(async move {
-            for (id, command) in lane.iter() {
+            for (id, command, _) in lane.iter() {
                 framework
                     .execute(id, command.clone())
                     .await
@@ -376,10 +378,10 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
         lanes.spawn(async move {
             // Deferred: the position of the lane's last write to each order, waited for before
             // the order's next command (and all of them before the lane ends).
-            let mut written: HashMap<&str, AppendOutcome, foldhash::fast::RandomState> =
-                HashMap::default();
-            for (id, command) in lane.iter() {
-                if let Some(write) = written.remove(&**id) {
+            let orders = lane.iter().map(|&(_, _, slot)| slot + 1).max().unwrap_or(0);
+            let mut written: Vec<Option<AppendOutcome>> = vec![None; orders];
+            for (id, command, slot) in lane.iter() {
+                if let Some(write) = written[*slot].take() {
                     reader.wait(write.position).await;
                     if checked {
                         reader.assert_shows(id, write.version).await;
@@ -393,7 +395,7 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
                     .outcome
                     .expect("every generated command records an event");
                 if variant.deferred {
-                    written.insert(id, write);
+                    written[*slot] = Some(write);
                 } else {
                     reader.wait(write.position).await;
                     if checked {
@@ -401,7 +403,7 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
                     }
                 }
             }
-            if let Some(last) = written.values().map(|write| write.position).max() {
+            if let Some(last) = written.iter().flatten().map(|write| write.position).max() {
                 reader.wait(last).await;
             }
         });
