@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -169,18 +169,96 @@ impl Metadata {
     }
 }
 
-/// A recorded event's shared metadata compares with a plain [`Metadata`]
+/// The metadata of a [`RecordedEvent`]: a [`Metadata`] shared by the event's copies, read
+/// through `Deref` (`event.metadata.correlation_id`).
+///
+/// Most events carry no metadata: those hold nothing at all, so copying one touches no
+/// reference count (a count shared by every such event would be one memory word written by
+/// every copy on every core). Built with `.into()` from a [`Metadata`] or an `Arc<Metadata>`;
+/// compares, prints and serializes as the [`Metadata`] it holds.
+#[derive(Clone, Default)]
+pub struct SharedMetadata(Option<Arc<Metadata>>);
+
+/// What an event without metadata reads.
+static NO_METADATA: Metadata = Metadata {
+    correlation_id: None,
+    causation_id: None,
+    extra: BTreeMap::new(),
+};
+
+impl SharedMetadata {
+    /// The metadata to change, copied first if another event shares it.
+    pub fn make_mut(&mut self) -> &mut Metadata {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
+    }
+}
+
+impl std::ops::Deref for SharedMetadata {
+    type Target = Metadata;
+
+    fn deref(&self) -> &Metadata {
+        self.0.as_deref().unwrap_or(&NO_METADATA)
+    }
+}
+
+impl From<Metadata> for SharedMetadata {
+    fn from(metadata: Metadata) -> Self {
+        if metadata.is_empty() {
+            SharedMetadata(None)
+        } else {
+            SharedMetadata(Some(Arc::new(metadata)))
+        }
+    }
+}
+
+impl From<Arc<Metadata>> for SharedMetadata {
+    fn from(metadata: Arc<Metadata>) -> Self {
+        if metadata.is_empty() {
+            SharedMetadata(None)
+        } else {
+            SharedMetadata(Some(metadata))
+        }
+    }
+}
+
+impl Debug for SharedMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq for SharedMetadata {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SharedMetadata {}
+
+/// A recorded event's metadata compares with a plain [`Metadata`]
 /// (`assert_eq!(event.metadata, expected)`).
-impl PartialEq<Metadata> for Arc<Metadata> {
+impl PartialEq<Metadata> for SharedMetadata {
     fn eq(&self, other: &Metadata) -> bool {
         **self == *other
     }
 }
 
-/// A plain [`Metadata`] compares with a recorded event's shared metadata.
-impl PartialEq<Arc<Metadata>> for Metadata {
-    fn eq(&self, other: &Arc<Metadata>) -> bool {
+/// A plain [`Metadata`] compares with a recorded event's metadata.
+impl PartialEq<SharedMetadata> for Metadata {
+    fn eq(&self, other: &SharedMetadata) -> bool {
         *self == **other
+    }
+}
+
+impl Serialize for SharedMetadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Metadata::deserialize(deserializer).map(SharedMetadata::from)
     }
 }
 
@@ -301,9 +379,9 @@ pub struct RecordedEvent {
     pub schema_version: u32,
     /// The codec of `payload`.
     pub codec: CodecId,
-    /// Correlation, causation and free key/values (shared: most events of a store carry none,
-    /// and all of those share one value).
-    pub metadata: Arc<Metadata>,
+    /// Correlation, causation and free key/values (shared between the event's copies; free
+    /// for the usual event, which carries none).
+    pub metadata: SharedMetadata,
     /// The event struct, encoded by `codec`.
     #[serde(with = "bytes_serde")]
     pub payload: Bytes,
@@ -325,15 +403,65 @@ impl RecordedEvent {
     }
 }
 
-/// The metadata every event without correlation, causation or key/values shares.
-static NO_METADATA: LazyLock<Arc<Metadata>> = LazyLock::new(Arc::default);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `metadata` as a recorded event holds it: empty metadata is the one shared empty value, so
-/// the usual event costs no allocation for it.
-pub(crate) fn shared_metadata(metadata: Metadata) -> Arc<Metadata> {
-    if metadata.is_empty() {
-        Arc::clone(&NO_METADATA)
-    } else {
-        Arc::new(metadata)
+    #[test]
+    fn shared_metadata_holds_nothing_for_empty_metadata_and_reads_as_what_it_was_given() {
+        let empty = SharedMetadata::from(Metadata::default());
+        assert!(empty.0.is_none(), "empty metadata allocates nothing");
+        assert!(SharedMetadata::from(Arc::new(Metadata::default()))
+            .0
+            .is_none());
+        assert_eq!(empty, Metadata::default());
+        assert_eq!(empty, SharedMetadata::default());
+
+        let full = Metadata::default()
+            .with_correlation_id(Uuid::from_u128(1))
+            .with("user", "ada");
+        let shared = SharedMetadata::from(full.clone());
+        let copy = shared.clone();
+        assert!(Arc::ptr_eq(
+            shared.0.as_ref().unwrap(),
+            copy.0.as_ref().unwrap()
+        ));
+        assert_eq!(copy.extra["user"], "ada");
+        assert_eq!(full, copy);
+        assert_ne!(copy, empty);
+        assert_eq!(format!("{copy:?}"), format!("{full:?}"));
+    }
+
+    #[test]
+    fn shared_metadata_changes_a_copy_of_its_own() {
+        let mut first = SharedMetadata::from(Metadata::default().with("a", "1"));
+        let second = first.clone();
+        first.make_mut().extra.insert("b".into(), "2".into());
+        assert_eq!(second, Metadata::default().with("a", "1"));
+        assert_eq!(first, Metadata::default().with("a", "1").with("b", "2"));
+
+        let mut empty = SharedMetadata::default();
+        empty.make_mut().causation_id = Some(Uuid::from_u128(7));
+        assert_eq!(empty.causation_id, Some(Uuid::from_u128(7)));
+    }
+
+    #[test]
+    fn shared_metadata_serializes_exactly_as_metadata() {
+        for metadata in [
+            Metadata::default(),
+            Metadata::default()
+                .with_causation_id(Uuid::from_u128(3))
+                .with("tenant", "t1"),
+        ] {
+            let shared = SharedMetadata::from(metadata.clone());
+            let json = serde_json::to_vec(&shared).unwrap();
+            assert_eq!(json, serde_json::to_vec(&metadata).unwrap());
+            let back: SharedMetadata = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, metadata);
+            let bytes = postcard::to_stdvec(&shared).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&metadata).unwrap());
+            let back: SharedMetadata = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back, metadata);
+        }
     }
 }

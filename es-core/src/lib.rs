@@ -27,7 +27,7 @@ pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, CodecError, CodecId, Json, Postcard, UnknownCodec, UnknownCodecName};
 pub use command::CommandId;
-pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent};
+pub use event::{DecodeError, Event, EventSet, Metadata, NewEvent, RecordedEvent, SharedMetadata};
 pub use lease::{Fence, Lease, LeaseStore};
 pub use projection::daemon::{DaemonClient, ProjectionDaemon};
 pub use projection::{

@@ -127,7 +127,7 @@ impl Broken {
                 let micros = event.recorded_at.as_micros();
                 event.recorded_at = Timestamp::from_micros(micros - micros.rem_euclid(1000));
             }
-            Bug::DropsMetadataExtra => std::sync::Arc::make_mut(&mut event.metadata).extra.clear(),
+            Bug::DropsMetadataExtra => event.metadata.make_mut().extra.clear(),
             Bug::PayloadAsText => {
                 event.payload = String::from_utf8_lossy(&event.payload)
                     .into_owned()

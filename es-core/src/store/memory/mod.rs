@@ -10,7 +10,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
-use crate::event::{shared_metadata, NewEvent, RecordedEvent};
+use crate::event::{NewEvent, RecordedEvent};
 use crate::lease::{check_acquire, check_token, lease_micros, Fence, Lease, LeaseRow, LeaseStore};
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
@@ -282,7 +282,7 @@ fn prepare(stream: &StreamId, events: Vec<NewEvent>) -> Vec<RecordedEvent> {
             event_type: event.event_type,
             schema_version: event.schema_version,
             codec: event.codec,
-            metadata: shared_metadata(event.metadata),
+            metadata: event.metadata.into(),
             payload: event.payload.into(),
         })
         .collect()

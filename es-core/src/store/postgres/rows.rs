@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::codec::CodecId;
-use crate::event::{shared_metadata, Metadata, NewEvent, RecordedEvent};
+use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::shared::Bytes;
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, StoredId};
@@ -123,10 +123,9 @@ pub(super) fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
                 .map_err(|_| format!("schema version {schema_version} is out of range"))?,
             codec: codec(row, 7)?,
             payload: Bytes::copy_from_slice(column(row, 8, "payload")?),
-            metadata: shared_metadata(
-                serde_json::from_str::<Metadata>(metadata)
-                    .map_err(|error| format!("column `metadata` is not metadata JSON: {error}"))?,
-            ),
+            metadata: serde_json::from_str::<Metadata>(metadata)
+                .map_err(|error| format!("column `metadata` is not metadata JSON: {error}"))?
+                .into(),
             recorded_at: Timestamp::from_micros(column(row, 10, "recorded_at")?),
         })
     };

@@ -6,7 +6,7 @@ use rusqlite::{ErrorCode, Row};
 use uuid::Uuid;
 
 use crate::codec::CodecId;
-use crate::event::{shared_metadata, Metadata, RecordedEvent};
+use crate::event::{Metadata, RecordedEvent};
 use crate::snapshot::{SavedProjection, Snapshot};
 use crate::store::{StoreError, StoredId};
 use crate::types::{GlobalPosition, StreamId, Timestamp, Version};
@@ -90,7 +90,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> Result<RecordedEvent, StoreError>
             schema_version: small(row, 6, "schema_version")?,
             codec: codec(row, 7, "codec")?,
             payload: blob(row, 8, "payload")?.into(),
-            metadata: shared_metadata(metadata(row, 9, "metadata")?),
+            metadata: metadata(row, 9, "metadata")?.into(),
             recorded_at: Timestamp::from_micros(integer(row, 10, "recorded_at")?),
         })
     };
