@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use crate::clock::Clock;
 use crate::codec::{CodecError, CodecId};
 use crate::event::RecordedEvent;
 use crate::snapshot::{ProjectionStore, SavedProjection};
-use crate::store::EventStore;
+use crate::store::{visit_each, EventStore};
 use crate::types::{GlobalPosition, Timestamp};
 
 use super::{AsOf, CatchUpReport, DuplicateProjection, Progress, Projection, ProjectionError};
@@ -376,31 +377,40 @@ impl ProjectionRegistry {
             return Ok(CatchUpReport::default());
         }
         loop {
-            let page = &mut self.page;
-            page.clear();
-            store.read_all_into(after, self.page_size, page).await?;
-            for event in page.iter() {
-                let position = event.global_position;
-                if position <= after {
-                    page.clear();
-                    return Err(ProjectionError::OutOfOrder {
-                        previous: after,
-                        found: position,
-                    });
-                }
-                if let Err(error) = apply_to_entries(&mut self.entries, event, true) {
-                    page.clear();
-                    return Err(error);
-                }
-                after = position;
-                events += 1;
-                if events % PROGRESS_EVERY == 0 {
-                    progress(lowest_checkpoint(&self.entries));
-                }
-            }
-            let read = page.len();
-            // Applied: the events are not held until the next catch-up.
-            page.clear();
+            // A store holding its log in memory lends the events: nothing is copied.
+            let lent = store.lend_all(after, self.page_size, &mut |event| {
+                apply_next(
+                    &mut self.entries,
+                    event,
+                    &mut after,
+                    &mut events,
+                    &mut progress,
+                )
+            });
+            let read = if let Some(read) = lent {
+                read
+            } else {
+                self.page.clear();
+                store
+                    .read_all_into(after, self.page_size, &mut self.page)
+                    .await?;
+                let read = visit_each(&self.page, &mut |event| {
+                    apply_next(
+                        &mut self.entries,
+                        event,
+                        &mut after,
+                        &mut events,
+                        &mut progress,
+                    )
+                });
+                // Applied: the events are not held until the next catch-up.
+                self.page.clear();
+                read
+            };
+            let read = match read {
+                ControlFlow::Continue(read) => read,
+                ControlFlow::Break(error) => return Err(error),
+            };
             if read < self.page_size {
                 break;
             }
@@ -634,6 +644,34 @@ struct Bound {
     up_to: Option<GlobalPosition>,
     /// Apply only events recorded at or before this instant (the others are still seen).
     until: Option<Timestamp>,
+}
+
+/// Applies `event`, the next of a catch-up that has applied `events` events up to `after`, to
+/// every entry that has not seen it, telling `progress` the position every read model has
+/// seen every [`PROGRESS_EVERY`] events; breaks with the error that stops the catch-up.
+fn apply_next(
+    entries: &mut [Entry],
+    event: &RecordedEvent,
+    after: &mut GlobalPosition,
+    events: &mut u64,
+    progress: &mut impl FnMut(GlobalPosition),
+) -> ControlFlow<ProjectionError> {
+    let position = event.global_position;
+    if position <= *after {
+        return ControlFlow::Break(ProjectionError::OutOfOrder {
+            previous: *after,
+            found: position,
+        });
+    }
+    if let Err(error) = apply_to_entries(entries, event, true) {
+        return ControlFlow::Break(error);
+    }
+    *after = position;
+    *events += 1;
+    if *events % PROGRESS_EVERY == 0 {
+        progress(lowest_checkpoint(entries));
+    }
+    ControlFlow::Continue(())
 }
 
 /// Applies `event` to every entry that has not seen it (only marks it seen when not

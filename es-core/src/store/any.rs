@@ -1,6 +1,7 @@
 //! [`Store`]: one type for every store of this crate, chosen at run time from a URL.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,6 +419,15 @@ impl EventStore for Store {
         into: &mut Vec<RecordedEvent>,
     ) -> Result<(), StoreError> {
         delegate!(self, store => store.read_all_into(after, limit, into).await)
+    }
+
+    fn lend_all<B>(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+        visit: &mut dyn FnMut(&RecordedEvent) -> ControlFlow<B>,
+    ) -> Option<ControlFlow<B, usize>> {
+        delegate!(self, store => store.lend_all(after, limit, visit))
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {

@@ -3,6 +3,7 @@
 mod ids;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,8 +16,8 @@ use crate::lease::{check_acquire, check_token, lease_micros, Fence, Lease, Lease
 use crate::snapshot::{ProjectionStore, SavedProjection, Snapshot, SnapshotStore};
 use crate::store::{
     check_batch_ids, check_stream_batches, match_stored_batch, match_stored_batches, record_append,
-    record_appends, record_read, AppendOutcome, Conflicts, EventStore, ExpectedVersion, StoreError,
-    StoredId, StreamBatch, VersionRange,
+    record_appends, record_read, visit_each, AppendOutcome, Conflicts, EventStore, ExpectedVersion,
+    StoreError, StoredId, StreamBatch, VersionRange,
 };
 use crate::subscription::{
     EventFilter, LogPage, PageFuture, PageSource, Subscribe, Subscription, SubscriptionStats,
@@ -488,6 +489,16 @@ impl EventStore for InMemory {
     ) -> Result<(), StoreError> {
         into.extend(self.log.page(after, limit).cloned());
         Ok(())
+    }
+
+    /// Lends the events from the log itself.
+    fn lend_all<B>(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+        visit: &mut dyn FnMut(&RecordedEvent) -> ControlFlow<B>,
+    ) -> Option<ControlFlow<B, usize>> {
+        Some(visit_each(self.log.page(after, limit), visit))
     }
 
     async fn last_position(&self) -> Result<GlobalPosition, StoreError> {

@@ -210,6 +210,9 @@ checks! {
     /// order, a limit larger than the log returns all of it, and reading after the end, or with
     /// a limit of zero, returns nothing.
     reads::read_all_pages_through_the_log;
+    /// A store that lends its events (`lend_all`, the in-memory store) lends what `read_all`
+    /// reads, page by page, and stops at the event its visitor breaks on.
+    reads::lend_all_lends_what_read_all_reads;
     /// `read_all` returns the events of interleaved appends to several streams in commit order,
     /// with strictly increasing positions.
     reads::read_all_returns_interleaved_streams_in_commit_order;
@@ -403,6 +406,7 @@ macro_rules! __conformance_tests {
             stream_times_never_run_backwards
             read_stream_until_includes_events_at_or_before_the_bound
             read_all_pages_through_the_log
+            lend_all_lends_what_read_all_reads
             read_all_returns_interleaved_streams_in_commit_order
             last_position_tracks_the_log
             stored_fields_round_trip_unchanged

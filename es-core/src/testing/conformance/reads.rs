@@ -4,6 +4,8 @@ use super::{
     append_ok, assert_page, assert_positions_increase, batch, ids, last_position, new_ids,
     read_log, read_stream_all, stream, versions, Store,
 };
+use std::ops::ControlFlow;
+
 use crate::clock::{Clock, ManualClock};
 use crate::event::RecordedEvent;
 use crate::store::{ExpectedVersion, VersionRange};
@@ -386,6 +388,56 @@ pub(super) async fn read_all_pages_through_the_log<S: Store>(store: S, _clock: M
             .is_empty(),
         "read_all with limit 0 must return nothing"
     );
+}
+
+pub(super) async fn lend_all_lends_what_read_all_reads<S: Store>(store: S, _clock: ManualClock) {
+    for (stream, size) in [(stream("a"), 2), (stream("b"), 3), (stream("a"), 1)] {
+        let events = batch(&format!("{stream}"), size);
+        append_ok(&store, &stream, ExpectedVersion::Any, events).await;
+    }
+    let everything = store
+        .read_all(GlobalPosition::START, usize::MAX)
+        .await
+        .expect("read_all");
+    for limit in [1, 2, 4, usize::MAX] {
+        let mut lent = Vec::new();
+        let mut after = GlobalPosition::START;
+        while let Some(flow) = store.lend_all(after, limit, &mut |event| {
+            lent.push(event.clone());
+            ControlFlow::<()>::Continue(())
+        }) {
+            let ControlFlow::Continue(count) = flow else {
+                unreachable!("the visitor never breaks")
+            };
+            let page = &lent[lent.len() - count..];
+            assert_page(page, after, limit);
+            let Some(last) = page.last() else {
+                assert_eq!(
+                    lent, everything,
+                    "lend_all with limit {limit} must lend every event once, in order"
+                );
+                break;
+            };
+            after = last.global_position;
+        }
+    }
+    // A visitor that breaks is lent nothing after the event it broke on.
+    let mut lent = 0;
+    let flow = store.lend_all(GlobalPosition::START, usize::MAX, &mut |event| {
+        lent += 1;
+        if lent == 3 {
+            ControlFlow::Break(event.global_position)
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    if let Some(flow) = flow {
+        assert_eq!(
+            (flow, lent),
+            (ControlFlow::Break(everything[2].global_position), 3),
+            "lend_all must stop at the event its visitor breaks on"
+        );
+    }
 }
 
 pub(super) async fn read_all_returns_interleaved_streams_in_commit_order<S: Store>(
