@@ -93,8 +93,6 @@ pub(super) struct ClockCache<A> {
     /// Picks the shard.
     hasher: foldhash::fast::FixedState,
     capacity: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
     stale: AtomicU64,
 }
 
@@ -107,6 +105,10 @@ struct Clock<A> {
     hand: usize,
     /// The most entries this ring holds.
     capacity: usize,
+    /// Lookups that found their id, and that did not: counted per ring, under its lock, so
+    /// two cores never write one counter.
+    hits: u64,
+    misses: u64,
 }
 
 struct Slot<A> {
@@ -139,6 +141,8 @@ impl<A> ClockCache<A> {
                     slots: Vec::new(),
                     hand: 0,
                     capacity: capacity / shards + usize::from(shard < capacity % shards),
+                    hits: 0,
+                    misses: 0,
                 })
             })
             .collect();
@@ -146,8 +150,6 @@ impl<A> ClockCache<A> {
             shards,
             hasher: foldhash::fast::FixedState::default(),
             capacity,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
     }
@@ -169,10 +171,6 @@ impl<A> ClockCache<A> {
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count(&self, found: bool) {
-        let counter = if found { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl<A: Aggregate + Clone> ClockCache<A> {
@@ -184,12 +182,18 @@ impl<A: Aggregate + Clone> ClockCache<A> {
         id: &str,
         out: impl FnOnce(&mut Option<Cached<A>>) -> Option<Cached<A>>,
     ) -> Option<(AggregateRoot<A>, Uuid)> {
-        let found = self.lock(id).slot_mut(id).and_then(|slot| {
+        let mut clock = self.lock(id);
+        let found = clock.slot_mut(id).and_then(|slot| {
             slot.used = true;
             let cached = out(&mut slot.cached)?;
             Some((SharedStr::from(Arc::clone(&slot.id)), cached))
         });
-        self.count(found.is_some());
+        if found.is_some() {
+            clock.hits += 1;
+        } else {
+            clock.misses += 1;
+        }
+        drop(clock);
         let (id, cached) = found?;
         let root = AggregateRoot::from_shared(id, cached.state, cached.version, A::clone);
         Some((root, cached.last_event))
@@ -306,23 +310,22 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
     }
 
     fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+        let mut stats = CacheStats {
             stale: self.stale.load(Ordering::Relaxed),
-            len: self
-                .shards
-                .iter()
-                .map(|shard| {
-                    Self::locked(shard)
-                        .slots
-                        .iter()
-                        .filter(|slot| slot.cached.is_some())
-                        .count()
-                })
-                .sum(),
             capacity: self.capacity,
+            ..CacheStats::default()
+        };
+        for shard in &self.shards {
+            let clock = Self::locked(shard);
+            stats.hits += clock.hits;
+            stats.misses += clock.misses;
+            stats.len += clock
+                .slots
+                .iter()
+                .filter(|slot| slot.cached.is_some())
+                .count();
         }
+        stats
     }
 }
 
