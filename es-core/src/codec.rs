@@ -37,7 +37,8 @@ impl Codec for Json {
     const ID: CodecId = CodecId::Json;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        serde_json::to_vec(value).map_err(|e| CodecError::new(CodecId::Json, e))
+        encode_exact(|buffer| serde_json::to_writer(buffer, value))
+            .map_err(|e| CodecError::new(CodecId::Json, e))
     }
 
     // Never inlined: parsing JSON takes far longer than a call, and the parser's code would
@@ -52,10 +53,11 @@ impl Codec for Postcard {
     const ID: CodecId = CodecId::Postcard;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        // Start with room for a typical event: growing from an empty buffer costs more than
-        // the encoding itself for small payloads.
-        postcard::to_extend(value, Vec::with_capacity(64))
-            .map_err(|e| CodecError::new(CodecId::Postcard, e))
+        encode_exact(|buffer| {
+            *buffer = postcard::to_extend(value, std::mem::take(buffer))?;
+            Ok::<_, postcard::Error>(())
+        })
+        .map_err(|e| CodecError::new(CodecId::Postcard, e))
     }
 
     #[inline]
@@ -66,6 +68,35 @@ impl Codec for Postcard {
             Err(e) => Err(postcard_error(e)),
         }
     }
+}
+
+/// The most a thread's encoding buffer keeps between encodings.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Where this thread encodes, reused from one encoding to the next.
+    static ENCODING: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What `write` encodes, in a vector exactly its size. `write` appends to a buffer the thread
+/// reuses, so an encoding grows no vector of its own, and the one allocation made is the exact
+/// result: no unused capacity is kept with a stored payload, and a store turns it into shared
+/// bytes without a second allocation. An encoding within another on the same thread (a
+/// `Serialize` that encodes) gets a buffer of its own.
+fn encode_exact<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<Vec<u8>, E> {
+    ENCODING.with(|buffer| {
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            let mut own = Vec::new();
+            write(&mut own)?;
+            return Ok(own);
+        };
+        buffer.clear();
+        let written = write(&mut buffer).map(|()| buffer.to_vec());
+        if buffer.capacity() > KEPT_BUFFER {
+            *buffer = Vec::new();
+        }
+        written
+    })
 }
 
 // The decoders' error paths, cold and out of line: a postcard decode is inlined into its
@@ -270,6 +301,52 @@ mod tests {
     struct Sample {
         name: String,
         quantity: u32,
+    }
+
+    /// Encodes a `Sample` inside its own serialization, with the given codec.
+    struct Nested(CodecId);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = Sample {
+                name: "inner".into(),
+                quantity: 1,
+            };
+            let bytes = self.0.encode(&inner).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_bytes(&bytes)
+        }
+    }
+
+    #[test]
+    fn encodings_are_exactly_their_size_and_may_nest() {
+        for codec in [CodecId::Json, CodecId::Postcard] {
+            let sample = Sample {
+                name: "x".repeat(100),
+                quantity: 7,
+            };
+            let bytes = codec.encode(&sample).unwrap();
+            assert_eq!(bytes.len(), bytes.capacity(), "{codec}: no spare capacity");
+            assert_eq!(codec.decode::<Sample>(&bytes).unwrap(), sample);
+
+            // An encoding within an encoding on the same thread gets its own buffer.
+            let outer = codec.encode(&Nested(codec)).unwrap();
+            let inner: Vec<u8> = codec.decode(&outer).unwrap();
+            let inner: Sample = codec.decode(&inner).unwrap();
+            assert_eq!(inner.name, "inner");
+
+            // A large encoding leaves no large buffer behind.
+            let large = Sample {
+                name: "y".repeat(4 * KEPT_BUFFER),
+                quantity: 1,
+            };
+            assert_eq!(
+                codec
+                    .decode::<Sample>(&codec.encode(&large).unwrap())
+                    .unwrap(),
+                large
+            );
+            ENCODING.with(|buffer| assert!(buffer.borrow().capacity() <= KEPT_BUFFER));
+        }
     }
 
     #[test]

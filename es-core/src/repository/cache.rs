@@ -170,7 +170,6 @@ impl<A> ClockCache<A> {
         // `Clone`, which cannot leave it half-changed), so a poisoned lock is still usable.
         shard.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
 }
 
 impl<A: Aggregate + Clone> ClockCache<A> {
