@@ -137,13 +137,13 @@ impl Projection for OrderSummaries {
     fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), ReadModelError> {
         let event = recorded.decode::<OrderEvent>()?;
         let id = recorded.stream.aggregate_id();
-        if let OrderEvent::OrderCreated(created) = &event {
+        if let OrderEvent::OrderCreated(created) = event {
             let order_id = OrderId::new(id);
             self.orders.insert(
                 order_id.clone(),
                 OrderSummary {
                     order_id,
-                    customer_id: created.customer_id.clone(),
+                    customer_id: created.customer_id,
                     status: OrderStatus::Open,
                     lines: BTreeMap::new(),
                     item_count: 0,
