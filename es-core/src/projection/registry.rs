@@ -133,7 +133,8 @@ pub struct ProjectionRegistry {
     /// Stamps saved read models; `None`: the projection store's clock.
     clock: Option<Arc<dyn Clock>>,
     /// The page being applied, kept (empty) between pages so catching up allocates nothing
-    /// per page on stores that fill it in place ([`EventStore::read_all_into`]).
+    /// per page on stores that fill it in place ([`EventStore::read_all_into`]); unused on a
+    /// store that lends its events ([`EventStore::lend_all`]).
     page: Vec<RecordedEvent>,
 }
 
@@ -361,7 +362,8 @@ impl ProjectionRegistry {
 
     /// Applies what the log shows after the lowest checkpoint, page by page, until a page
     /// comes back short: one `read_all` per page and nothing else (no `last_position`, so on
-    /// PostgreSQL the gap-safe bound is computed once per page). Burned positions after the
+    /// PostgreSQL the gap-safe bound is computed once per page), or, on a store that lends its
+    /// events ([`EventStore::lend_all`]), the log's own events. Burned positions after the
     /// last event are not skipped over, unlike in [`catch_up`](ProjectionRegistry::catch_up):
     /// the next run reads past them. Along the way, every [`PROGRESS_EVERY`] events and after
     /// each full page, `progress` is told the position every read model has seen, so waiters
