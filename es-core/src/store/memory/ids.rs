@@ -110,6 +110,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Against a hash map as the model: ids that mostly increase (as this process makes
+        /// them), with steps back (other writers' ids) and repeats skipped, each found at its
+        /// index, and probes around each one found exactly when stored.
+        #[test]
+        fn agrees_with_a_map(steps in proptest::collection::vec((0u128..4, proptest::bool::ANY), 1..400)) {
+            let mut index = IdIndex::default();
+            let mut model = HashMap::new();
+            let mut next = 1_000u128;
+            for (at, (gap, back)) in steps.into_iter().enumerate() {
+                next += gap;
+                let n = if back { next.saturating_sub(gap * 7 + 3) } else { next };
+                if model.contains_key(&n) {
+                    continue;
+                }
+                proptest::prop_assert!(!index.contains(&id(n)));
+                index.insert(id(n), at);
+                model.insert(n, at);
+            }
+            for probe in 0..next + 5 {
+                proptest::prop_assert_eq!(index.get(&id(probe)), model.get(&probe).copied());
+            }
+        }
+    }
+
     #[test]
     fn an_empty_index_holds_nothing() {
         let index = IdIndex::default();
