@@ -595,8 +595,11 @@ async fn stopped_holder(test: &'static str, url: String, schema: Option<String>)
     assert_eq!(pid, first);
     Cluster::signal(first, Signal::STOP);
     let second = cluster.spawn();
+    // Stopped inside a fenced write, the holder keeps the lease row locked until the
+    // PostgreSQL server ends its idle transaction, after the store's statement bound (30 s by
+    // default): the takeover may wait that long on top of the lease time.
     let (taker, new_token, _) = cluster
-        .applied_after(token, Duration::from_secs(30))
+        .applied_after(token, Duration::from_secs(90))
         .expect("the second worker takes the stopped holder's lease");
     assert_eq!(taker, second);
     assert!(new_token > token);

@@ -257,3 +257,56 @@ async fn a_statement_waiting_on_a_lock_held_elsewhere_is_bounded() {
     .expect("the batch is stored");
     assert_eq!(outcome.version, es_core::Version(2));
 }
+
+/// A session stalled inside a transaction (its process paused, stopped or cut off: emulated by
+/// an append held open by its test hook) is ended by the server once it has sat idle for the
+/// statement bound, which rolls the transaction back and frees its locks: a writer queued
+/// behind it goes through, where before it waited until the stalled process resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_idle_past_the_bound_is_rolled_back_by_the_server() {
+    let Some(schema) = TestSchema::new("idle_held") else {
+        return;
+    };
+    let name = format!("stalled_{}", schema.name());
+    let stalled_store = Postgres::connect_with(
+        PostgresOptions::new(with_application_name(schema.url(), &name))
+            .with_schema(schema.name())
+            .with_pool_size(1)
+            .with_statement_timeout(BOUND),
+    )
+    .await
+    .unwrap();
+    let order = stream("order", 1);
+    let stalled = tokio::spawn({
+        let order = order.clone();
+        async move {
+            stalled_store
+                .append_ending(
+                    &order,
+                    ExpectedVersion::NoStream,
+                    events(1),
+                    AppendEnding::CommitAfter(Duration::from_mins(10)),
+                )
+                .await
+        }
+    });
+    idle_in_transaction(&schema.raw().await, &name).await;
+
+    // Queued behind the stalled transaction's stream lock, with the default (30 s) bound.
+    let store = schema.store().await;
+    let outcome = tokio::time::timeout(
+        OUTER,
+        store.append(&order, ExpectedVersion::NoStream, events(2)),
+    )
+    .await
+    .expect("the server ends the stalled transaction within its bound")
+    .expect("the queued append is stored");
+    assert_eq!(outcome.version, es_core::Version(2));
+    // The stalled append was rolled back, not committed: the stream holds the queued batch.
+    let stored = store
+        .read_stream(&order, VersionRange::all())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    stalled.abort();
+}

@@ -221,6 +221,13 @@ impl PostgresOptions {
     /// append, with any wait for a lock on the server) by `timeout` (more than zero). Raise it
     /// for the first connect to a large store of an older schema version, whose upgrade builds
     /// an index in one round trip.
+    ///
+    /// The server holds the store's sessions to the same bound between the statements of a
+    /// transaction (`idle_in_transaction_session_timeout`, unless the URL's `options` set it):
+    /// a process paused, stopped or cut off inside a transaction has it rolled back by the
+    /// server after `timeout`, so the locks it held are freed. A lease holder stopped in the
+    /// middle of a fenced write thus holds off the next holder's takeover for at most this
+    /// long, not until it is resumed.
     #[must_use]
     pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = timeout;
@@ -441,6 +448,8 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("es-core");
         }
+        let session = session_options(config.get_options(), options.statement_timeout);
+        config.options(&session);
         let subscriptions = Arc::new(Subscriptions::new(
             config.clone(),
             &schema,
@@ -948,5 +957,45 @@ impl crate::projection::table::TableStore for Postgres {
                 self.shared.read_only,
             ),
         )
+    }
+}
+
+/// The server options of the store's sessions: `existing` (the URL's `options`) and a bound on
+/// how long a session may sit idle inside a transaction, `idle` (whole milliseconds, at least
+/// one), unless `existing` sets that bound itself.
+fn session_options(existing: Option<&str>, idle: Duration) -> String {
+    let existing = existing.unwrap_or_default().trim();
+    if existing.contains("idle_in_transaction_session_timeout") {
+        return existing.to_owned();
+    }
+    let millis = idle.as_millis().clamp(1, i32::MAX as u128);
+    let bound = format!("-c idle_in_transaction_session_timeout={millis}");
+    if existing.is_empty() {
+        bound
+    } else {
+        format!("{existing} {bound}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_bound_their_idle_transactions_unless_the_url_does() {
+        assert_eq!(
+            session_options(None, Duration::from_secs(30)),
+            "-c idle_in_transaction_session_timeout=30000"
+        );
+        assert_eq!(
+            session_options(Some(" -c search_path=x "), Duration::from_micros(10)),
+            "-c search_path=x -c idle_in_transaction_session_timeout=1"
+        );
+        let own = "-c idle_in_transaction_session_timeout=5s";
+        assert_eq!(session_options(Some(own), Duration::from_secs(30)), own);
+        assert_eq!(
+            session_options(None, Duration::from_secs(u64::MAX)),
+            format!("-c idle_in_transaction_session_timeout={}", i32::MAX)
+        );
     }
 }
