@@ -16,8 +16,12 @@
 //! paused (a GC pause, `SIGSTOP`, a network partition) and wakes after its lease was taken
 //! writes nothing, whatever it believes about its lease. On PostgreSQL the check reads the
 //! token `FOR SHARE`, so a takeover waits for a fenced write in flight to commit, and the next
-//! write of the old holder sees the new token. On SQLite, writes and lease changes take the
-//! database's single write lock, so they are serialized the same way.
+//! write of the old holder sees the new token; a holder paused *inside* that write holds the
+//! takeover off until the server ends its idle transaction, after the store's statement bound
+//! (`PostgresOptions::with_statement_timeout`, 30 s by default). On SQLite, writes and lease
+//! changes take the database's single write lock, so they are serialized the same way; a
+//! process paused while it holds that lock (for the milliseconds of a commit) holds every
+//! other writer off until it resumes or exits, since no server can end its transaction.
 //!
 //! # Deploying it
 //!
