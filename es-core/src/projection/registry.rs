@@ -379,8 +379,8 @@ impl ProjectionRegistry {
             return Ok(CatchUpReport::default());
         }
         loop {
-            // A store holding its log in memory lends the events: nothing is copied.
-            let lent = store.lend_all(after, self.page_size, &mut |event| {
+            let from = after;
+            let mut apply = |event: &RecordedEvent| {
                 apply_next(
                     &mut self.entries,
                     event,
@@ -388,23 +388,16 @@ impl ProjectionRegistry {
                     &mut events,
                     &mut progress,
                 )
-            });
-            let read = if let Some(read) = lent {
+            };
+            // A store holding its log in memory lends the events: nothing is copied.
+            let read = if let Some(read) = store.lend_all(from, self.page_size, &mut apply) {
                 read
             } else {
                 self.page.clear();
                 store
-                    .read_all_into(after, self.page_size, &mut self.page)
+                    .read_all_into(from, self.page_size, &mut self.page)
                     .await?;
-                let read = visit_each(&self.page, &mut |event| {
-                    apply_next(
-                        &mut self.entries,
-                        event,
-                        &mut after,
-                        &mut events,
-                        &mut progress,
-                    )
-                });
+                let read = visit_each(&self.page, &mut apply);
                 // Applied: the events are not held until the next catch-up.
                 self.page.clear();
                 read
