@@ -131,12 +131,13 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// copies it, unless this root is the only holder by then.
     pub(crate) fn from_shared(
         id: SharedStr,
+        stream: StreamId,
         state: Arc<A>,
         version: Version,
         unshare: fn(&A) -> A,
     ) -> Self {
         AggregateRoot {
-            stream: A::stream_id(&id),
+            stream,
             id,
             state,
             unshare: Some(unshare),
@@ -244,6 +245,11 @@ impl<A: Aggregate> AggregateRoot<A> {
     #[must_use]
     pub fn stream_id(&self) -> StreamId {
         self.stream.clone()
+    }
+
+    /// The aggregate id and the stream, shared (no text copied).
+    pub(crate) fn shared_ids(&self) -> (&SharedStr, &StreamId) {
+        (&self.id, &self.stream)
     }
 
     /// The current state, including events not yet saved.

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::shared::SharedStr;
-use crate::types::Version;
+use crate::types::{StreamId, Version};
 
 /// How the aggregate cache of a repository has been used since the repository was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +113,9 @@ struct Clock<A> {
 
 struct Slot<A> {
     id: Arc<str>,
+    /// The aggregate's stream (`A::stream_id(id)`), kept so a root built from the entry does
+    /// not work it out, and copy the id, again.
+    stream: StreamId,
     /// `None` while a command holds the state it [took](AggregateCache::take).
     cached: Option<Cached<A>>,
     /// Used since the hand last passed: spared once.
@@ -185,7 +188,11 @@ impl<A: Aggregate + Clone> ClockCache<A> {
         let found = clock.slot_mut(id).and_then(|slot| {
             slot.used = true;
             let cached = out(&mut slot.cached)?;
-            Some((SharedStr::from(Arc::clone(&slot.id)), cached))
+            Some((
+                SharedStr::from(Arc::clone(&slot.id)),
+                slot.stream.clone(),
+                cached,
+            ))
         });
         if found.is_some() {
             clock.hits += 1;
@@ -193,8 +200,8 @@ impl<A: Aggregate + Clone> ClockCache<A> {
             clock.misses += 1;
         }
         drop(clock);
-        let (id, cached) = found?;
-        let root = AggregateRoot::from_shared(id, cached.state, cached.version, A::clone);
+        let (id, stream, cached) = found?;
+        let root = AggregateRoot::from_shared(id, stream, cached.state, cached.version, A::clone);
         Some((root, cached.last_event))
     }
 }
@@ -268,9 +275,12 @@ impl<A: Aggregate + Clone> AggregateCache<A> for ClockCache<A> {
             slot.used = true;
             slot.cached.replace(cached)
         } else {
-            let id: Arc<str> = id.into();
+            let (shared_id, stream) = root.shared_ids();
+            // The root's own copy of the id, shared (copied only if it is a `'static` text).
+            let id: Arc<str> = shared_id.clone().into();
             let slot = Slot {
                 id: Arc::clone(&id),
+                stream: stream.clone(),
                 cached: Some(cached),
                 used: false,
             };

@@ -171,14 +171,13 @@ impl Inner {
         head_of(&self.log, self.streams.get(stream))
     }
 
-    /// Writes `records` (checked already, [prepared](prepare) for `stream`) to `stream`,
-    /// which is at `current`, stamped `now`; readers see them once the append is
-    /// [published](Inner::publish).
+    /// Writes `events` (checked already) to `stream`, which is at `current`, stamped `now`;
+    /// readers see them once the append is [published](Inner::publish).
     fn push(
         &mut self,
         stream: &StreamId,
         current: Option<Version>,
-        records: Vec<RecordedEvent>,
+        events: Vec<NewEvent>,
         now: Timestamp,
     ) -> AppendOutcome {
         let stored = self.streams.get_mut(stream);
@@ -188,8 +187,8 @@ impl Inner {
             ids: &mut self.ids,
         };
         match stored {
-            Some(stored) => writer.write(stored, current, records, now),
-            None => writer.write_new(&mut self.streams, stream, records, now),
+            Some(stored) => writer.write(stream, stored, current, events, now),
+            None => writer.write_new(&mut self.streams, stream, events, now),
         }
     }
 
@@ -222,24 +221,36 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Writes `records` to the end of the log as the next events of the stream whose log
+    /// Writes `events` to the end of the log as the next events of `stream`, whose log
     /// indexes are `stored` and which is at `current`, stamped `now`.
+    ///
+    /// Each event becomes its record right here, moved field by field into the log: an append
+    /// allocates nothing for its records (the log's own storage aside).
     fn write(
         &mut self,
+        stream: &StreamId,
         stored: &mut Vec<usize>,
         current: Option<Version>,
-        records: Vec<RecordedEvent>,
+        events: Vec<NewEvent>,
         now: Timestamp,
     ) -> AppendOutcome {
         let mut version = current.unwrap_or(Version::INITIAL);
-        for mut record in records {
+        for event in events {
             version = version.next();
             let index = *self.written;
-            let event_id = record.event_id;
-            record.version = version;
-            record.global_position = GlobalPosition(index as u64 + 1);
-            record.recorded_at = now;
-            let written = self.log.events.push(record);
+            let event_id = event.event_id;
+            let written = self.log.events.push(RecordedEvent {
+                event_id,
+                stream: stream.clone(),
+                version,
+                global_position: GlobalPosition(index as u64 + 1),
+                recorded_at: now,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                codec: event.codec,
+                metadata: event.metadata.into(),
+                payload: event.payload.into(),
+            });
             // Only the lock's holder writes the log, so it is written densely in order.
             debug_assert_eq!(written, index);
             *self.written += 1;
@@ -252,41 +263,20 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes `records` as the first events of `stream`, which `streams` does not hold yet.
+    /// Writes `events` as the first events of `stream`, which `streams` does not hold yet.
     fn write_new(
         &mut self,
         streams: &mut HashMap<StreamId, Vec<usize>, FastHash>,
         stream: &StreamId,
-        records: Vec<RecordedEvent>,
+        events: Vec<NewEvent>,
         now: Timestamp,
     ) -> AppendOutcome {
         // Room for a typical aggregate's life without growing.
-        let mut stored = Vec::with_capacity(records.len().max(8));
-        let outcome = self.write(&mut stored, None, records, now);
+        let mut stored = Vec::with_capacity(events.len().max(8));
+        let outcome = self.write(stream, &mut stored, None, events, now);
         streams.insert(stream.clone(), stored);
         outcome
     }
-}
-
-/// `events` as the log will hold them, but for their version, position and time (set under
-/// the lock by [`Inner::push`]): what can be done before the lock is done before it, so an
-/// append holds the lock only to check and link.
-fn prepare(stream: &StreamId, events: Vec<NewEvent>) -> Vec<RecordedEvent> {
-    events
-        .into_iter()
-        .map(|event| RecordedEvent {
-            event_id: event.event_id,
-            stream: stream.clone(),
-            version: Version::INITIAL,
-            global_position: GlobalPosition::START,
-            recorded_at: Timestamp::EPOCH,
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            codec: event.codec,
-            metadata: event.metadata.into(),
-            payload: event.payload.into(),
-        })
-        .collect()
 }
 
 impl EventStore for InMemory {
@@ -304,14 +294,13 @@ impl EventStore for InMemory {
             return Err(StoreError::EmptyAppend);
         }
         check_batch_ids(stream, &events)?;
-        let records = prepare(stream, events);
         let mut inner = self.lock();
         // Only a batch with a stored id (a retried append, or a clash) needs the full check.
-        if records
+        if events
             .iter()
-            .any(|record| inner.ids.contains(&record.event_id))
+            .any(|event| inner.ids.contains(&event.event_id))
         {
-            let ids: Vec<Uuid> = records.iter().map(|record| record.event_id).collect();
+            let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
             if let Some(outcome) = match_stored_batch(stream, &ids, &inner.stored_ids(&ids))? {
                 let outcome = Ok(outcome);
                 record_append(&outcome);
@@ -335,8 +324,8 @@ impl EventStore for InMemory {
         let now = self.clock.now().max(last_time);
         let mut writer = Writer { log, written, ids };
         let outcome = match stored {
-            Some(stored) => writer.write(stored, current, records, now),
-            None => writer.write_new(streams, stream, records, now),
+            Some(stored) => writer.write(stream, stored, current, events, now),
+            None => writer.write_new(streams, stream, events, now),
         };
         inner.publish();
         drop(inner);
@@ -356,19 +345,12 @@ impl EventStore for InMemory {
         batches: Vec<StreamBatch>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         check_stream_batches(&batches)?;
-        let batches: Vec<(StreamId, ExpectedVersion, Vec<RecordedEvent>)> = batches
-            .into_iter()
-            .map(|batch| {
-                let records = prepare(&batch.stream, batch.events);
-                (batch.stream, batch.expected, records)
-            })
-            .collect();
         let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
             .iter()
-            .map(|(stream, _, records)| {
+            .map(|batch| {
                 (
-                    stream,
-                    records.iter().map(|record| record.event_id).collect(),
+                    &batch.stream,
+                    batch.events.iter().map(|event| event.event_id).collect(),
                 )
             })
             .collect();
@@ -383,14 +365,12 @@ impl EventStore for InMemory {
         // Every stream is checked before anything is pushed, under the one lock: all or none.
         let heads: Vec<(Option<Version>, Timestamp)> = batches
             .iter()
-            .map(|(stream, _, _)| inner.head(stream))
+            .map(|batch| inner.head(&batch.stream))
             .collect();
         let conflicts = batches
             .iter()
             .zip(&heads)
-            .filter_map(|((stream, expected, _), &(current, _))| {
-                expected.check(stream, current).err()
-            })
+            .filter_map(|(batch, &(current, _))| batch.expected.check(&batch.stream, current).err())
             .collect();
         if let Some(conflicts) = Conflicts::new(conflicts) {
             return Err(conflicts.into());
@@ -402,7 +382,7 @@ impl EventStore for InMemory {
         let outcomes = batches
             .into_iter()
             .zip(heads)
-            .map(|((stream, _, records), (current, _))| inner.push(&stream, current, records, now))
+            .map(|(batch, (current, _))| inner.push(&batch.stream, current, batch.events, now))
             .collect();
         inner.publish();
         drop(inner);
