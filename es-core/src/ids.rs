@@ -57,7 +57,11 @@ pub fn new_event_id() -> Uuid {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            // In 64-bit steps: `as_millis` divides a 128-bit number.
+            since
+                .as_secs()
+                .saturating_mul(1_000)
+                .saturating_add(u64::from(since.subsec_millis()))
         })
         & MILLIS;
     let stamp = next_stamp(&LAST, now);

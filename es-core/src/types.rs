@@ -193,7 +193,12 @@ impl Timestamp {
     pub fn now() -> Self {
         // Straight from the system time (no calendar arithmetic): every append reads it.
         let micros = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            // In 64-bit steps: `as_micros` divides a 128-bit number.
+            Ok(since) => i64::try_from(since.as_secs())
+                .ok()
+                .and_then(|seconds| seconds.checked_mul(1_000_000))
+                .and_then(|micros| micros.checked_add(i64::from(since.subsec_micros())))
+                .unwrap_or(i64::MAX),
             // Before 1970: rounded down, as `DateTime::timestamp_micros` does.
             Err(before) => i64::try_from(before.duration().as_nanos().div_ceil(1_000))
                 .map_or(i64::MIN, |micros| -micros),
