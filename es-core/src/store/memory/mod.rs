@@ -294,6 +294,9 @@ impl EventStore for InMemory {
             return Err(StoreError::EmptyAppend);
         }
         check_batch_ids(stream, &events)?;
+        // Read before the lock, which is held for the write alone (the lock's holder is what
+        // every other appender waits for).
+        let clock = self.clock.now();
         let mut inner = self.lock();
         // Only a batch with a stored id (a retried append, or a clash) needs the full check.
         if events
@@ -318,10 +321,10 @@ impl EventStore for InMemory {
         let stored = streams.get_mut(stream);
         let (current, last_time) = head_of(log, stored.as_deref());
         expected.check(stream, current)?;
-        // Read the clock under the lock that orders the log, and never stamp an event earlier
-        // than its stream's last one (the clock may step back), so a stream's times run with
-        // its versions and `read_stream_until` never returns a stream with a hole.
-        let now = self.clock.now().max(last_time);
+        // Never stamp an event earlier than its stream's last one (the clock may step back,
+        // or another append read it later and locked first), so a stream's times run with its
+        // versions and `read_stream_until` never returns a stream with a hole.
+        let now = clock.max(last_time);
         let mut writer = Writer { log, written, ids };
         let outcome = match stored {
             Some(stored) => writer.write(stream, stored, current, events, now),
@@ -345,6 +348,7 @@ impl EventStore for InMemory {
         batches: Vec<StreamBatch>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         check_stream_batches(&batches)?;
+        let clock = self.clock.now();
         let ids: Vec<(&StreamId, Vec<Uuid>)> = batches
             .iter()
             .map(|batch| {
@@ -378,7 +382,7 @@ impl EventStore for InMemory {
         let now = heads
             .iter()
             .map(|&(_, last_time)| last_time)
-            .fold(self.clock.now(), Timestamp::max);
+            .fold(clock, Timestamp::max);
         let outcomes = batches
             .into_iter()
             .zip(heads)
