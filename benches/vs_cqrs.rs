@@ -17,6 +17,10 @@
 //!   prints two lines to stdout per command (`loading: ...`, `storing: ...`): run the bench with
 //!   stdout sent to `/dev/null` as it is measured here, and read the figures in
 //!   `target/criterion` or from stderr.
+//! - `by-hand`: the workload without any framework (see `ByHand`): each order's state in a
+//!   map, every event encoded into one log, the summary row folded in the same step, one lock
+//!   per command. Not a competitor: the ceiling, which says how much of a command's cost is the
+//!   domain's own work and how much is a framework's.
 //! - `es/registry`: `Repository::update` (postcard), then
 //!   `ProjectionRegistry::catch_up_to(position)` on a registry holding `OrderSummaries`, behind
 //!   one `tokio::sync::Mutex` shared by all lanes (the only way before issue 14).
@@ -61,9 +65,9 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use es_core::store::postgres::{Postgres, PostgresOptions};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
-    AppendOutcome, CodecId, DaemonClient, EventStore, GlobalPosition, InMemory, ProjectionDaemon,
-    ProjectionRegistry, ProjectionStore, Repository, SharedRegistry, SnapshotStore, Subscribe,
-    Version,
+    Aggregate, AppendOutcome, CodecId, DaemonClient, EventStore, GlobalPosition, InMemory,
+    NewEvent, ProjectionDaemon, ProjectionRegistry, ProjectionStore, Repository, SharedRegistry,
+    SharedStr, SnapshotStore, Subscribe, Timestamp, Version,
 };
 use order_example::load::Workload;
 use order_example::read_models::OrderSummaries;
@@ -194,6 +198,74 @@ async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
         lane.expect("a lane runs to the end");
     }
     started.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// by hand
+
+/// The workload written by hand, without a framework: what a framework's overhead is measured
+/// against.
+///
+/// It keeps what this framework keeps of every event (encoded with postcard by the same code,
+/// with its UUID v7, stream, version and time, in one log), decides on each order's state kept
+/// in a map, and folds each event into the order's summary row in the same step: read-your-
+/// writes with nothing to wait for. Everything sits behind one lock, taken once per command.
+/// What it leaves out is what a framework is for: no version check (nothing else writes), no
+/// bound on the states kept, no duplicate-id check, no reading the log back, no subscriptions,
+/// no errors for bad data.
+#[derive(Default)]
+struct ByHand {
+    orders: std::collections::HashMap<Arc<str>, (Order, u64)>,
+    log: Vec<Logged>,
+    rows: std::collections::HashMap<String, cqrs_order::SummaryRow>,
+}
+
+/// One event of the hand-written log.
+struct Logged {
+    event_id: uuid::Uuid,
+    stream: Arc<str>,
+    version: u64,
+    recorded_at: Timestamp,
+    event_type: SharedStr,
+    payload: Vec<u8>,
+}
+
+async fn run_by_hand(plan: &Plan) -> (Duration, Arc<std::sync::Mutex<ByHand>>) {
+    let world = Arc::new(std::sync::Mutex::new(ByHand::default()));
+    let started = Instant::now();
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in &plan.lanes {
+        let (world, lane) = (world.clone(), lane.clone());
+        lanes.spawn(async move {
+            for (id, command, _) in lane.iter() {
+                let mut world = world.lock().expect("no command panics");
+                let ByHand { orders, log, rows } = &mut *world;
+                let (order, version) = orders.entry(id.clone()).or_default();
+                let events = command
+                    .decide(order)
+                    .expect("generated commands keep the business rules");
+                let now = Timestamp::now();
+                for event in events {
+                    order.apply_event(&event);
+                    *version += 1;
+                    let encoded = NewEvent::encode(&event, CodecId::Postcard).expect("encodes");
+                    cqrs_order::fold(rows, id, *version, &event.into());
+                    log.push(Logged {
+                        event_id: encoded.event_id,
+                        stream: id.clone(),
+                        version: *version,
+                        recorded_at: now,
+                        event_type: encoded.event_type,
+                        payload: encoded.payload,
+                    });
+                }
+            }
+        });
+    }
+    while let Some(lane) = lanes.join_next().await {
+        lane.expect("a lane runs to the end");
+    }
+    (started.elapsed(), world)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,6 +495,23 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
 fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
     let (framework, cqrs_rows) = cqrs_framework();
     runtime.block_on(run_cqrs(framework, plan));
+    let (_, by_hand) = runtime.block_on(run_by_hand(plan));
+    let by_hand = by_hand.lock().expect("no command panicked");
+    assert_eq!(by_hand.rows.len(), plan.orders);
+    assert_eq!(by_hand.log.len() as u64, plan.commands);
+    for (order, row) in &by_hand.rows {
+        assert_eq!(Some(row), cqrs_rows.row(order).as_ref(), "{order}");
+    }
+    assert!(by_hand.log.iter().all(|logged| {
+        let (order, version) = &by_hand.orders[&logged.stream];
+        logged.version <= *version
+            && order.status() != order_example::OrderStatus::NotCreated
+            && !logged.payload.is_empty()
+            && !logged.event_type.is_empty()
+            && logged.recorded_at > Timestamp::EPOCH
+            && logged.event_id.get_version_num() == 7
+    }));
+    drop(by_hand);
     let store = InMemory::new();
     for variant in [
         Variant::new(Ryw::Shared, true, false),
@@ -494,6 +583,13 @@ fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
             b.iter_custom(|iterations| {
                 (0..iterations)
                     .map(|_| runtime.block_on(run_cqrs(cqrs_framework().0, &plan)))
+                    .sum()
+            });
+        });
+        group.bench_function("by-hand", |b| {
+            b.iter_custom(|iterations| {
+                (0..iterations)
+                    .map(|_| runtime.block_on(run_by_hand(&plan)).0)
                     .sum()
             });
         });

@@ -176,51 +176,65 @@ impl Query<CqrsOrder> for SummaryQuery {
     async fn dispatch(&self, aggregate_id: &str, events: &[EventEnvelope<CqrsOrder>]) {
         let mut rows = self.rows.lock().unwrap();
         for envelope in events {
-            let version = envelope.sequence as u64;
-            if let CqrsOrderEvent::Created(created) = &envelope.payload {
-                rows.insert(
-                    aggregate_id.to_owned(),
-                    SummaryRow {
-                        customer_id: created.customer_id.clone(),
-                        status: OrderStatus::Open,
-                        lines: BTreeMap::new(),
-                        item_count: 0,
-                        total: Money::ZERO,
-                        paid: None,
-                        version,
-                    },
-                );
-                continue;
-            }
-            let row = rows
-                .get_mut(aggregate_id)
-                .expect("every order event follows its creation");
-            match &envelope.payload {
-                CqrsOrderEvent::Created(_) => {}
-                CqrsOrderEvent::ItemAdded(added) => {
-                    row.lines
-                        .entry(added.product_id.clone())
-                        .and_modify(|line| {
-                            line.quantity = line.quantity.saturating_add(added.quantity);
-                        })
-                        .or_insert(OrderLine {
-                            quantity: added.quantity,
-                            unit_price: added.unit_price,
-                        });
-                    row.recompute();
-                }
-                CqrsOrderEvent::ItemRemoved(removed) => {
-                    row.lines.remove(&removed.product_id);
-                    row.recompute();
-                }
-                CqrsOrderEvent::Paid(payment) => {
-                    row.status = OrderStatus::Paid;
-                    row.paid = Some(payment.amount);
-                }
-                CqrsOrderEvent::Shipped(_) => row.status = OrderStatus::Shipped,
-                CqrsOrderEvent::Cancelled(_) => row.status = OrderStatus::Cancelled,
-            }
-            row.version = version;
+            fold(
+                &mut rows,
+                aggregate_id,
+                envelope.sequence as u64,
+                &envelope.payload,
+            );
         }
     }
+}
+
+/// Folds the event at `version` of order `aggregate_id` into its row of `rows`.
+pub fn fold(
+    rows: &mut HashMap<String, SummaryRow>,
+    aggregate_id: &str,
+    version: u64,
+    event: &CqrsOrderEvent,
+) {
+    if let CqrsOrderEvent::Created(created) = event {
+        rows.insert(
+            aggregate_id.to_owned(),
+            SummaryRow {
+                customer_id: created.customer_id.clone(),
+                status: OrderStatus::Open,
+                lines: BTreeMap::new(),
+                item_count: 0,
+                total: Money::ZERO,
+                paid: None,
+                version,
+            },
+        );
+        return;
+    }
+    let row = rows
+        .get_mut(aggregate_id)
+        .expect("every order event follows its creation");
+    match event {
+        CqrsOrderEvent::Created(_) => {}
+        CqrsOrderEvent::ItemAdded(added) => {
+            row.lines
+                .entry(added.product_id.clone())
+                .and_modify(|line| {
+                    line.quantity = line.quantity.saturating_add(added.quantity);
+                })
+                .or_insert(OrderLine {
+                    quantity: added.quantity,
+                    unit_price: added.unit_price,
+                });
+            row.recompute();
+        }
+        CqrsOrderEvent::ItemRemoved(removed) => {
+            row.lines.remove(&removed.product_id);
+            row.recompute();
+        }
+        CqrsOrderEvent::Paid(payment) => {
+            row.status = OrderStatus::Paid;
+            row.paid = Some(payment.amount);
+        }
+        CqrsOrderEvent::Shipped(_) => row.status = OrderStatus::Shipped,
+        CqrsOrderEvent::Cancelled(_) => row.status = OrderStatus::Cancelled,
+    }
+    row.version = version;
 }
