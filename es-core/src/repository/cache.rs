@@ -553,4 +553,37 @@ mod tests {
         assert_eq!(cache.stats().len, 0);
         assert!(cache.get("order-2999").is_none());
     }
+
+    /// An aggregate that names its own streams (`Aggregate::stream_id` overridden).
+    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Elsewhere(u32);
+
+    impl Aggregate for Elsewhere {
+        type Event = Set;
+        const TYPE: &'static str = "elsewhere";
+        const SNAPSHOT_EVERY: Option<u64> = None;
+        const SCHEMA_FINGERPRINT: u64 = 0;
+        fn apply_event(&mut self, event: &Set) {
+            self.0 = event.0;
+        }
+        fn stream_id(id: &str) -> StreamId {
+            StreamId::new("tenant-7", format!("elsewhere:{id}"))
+        }
+    }
+
+    #[test]
+    fn a_root_from_the_cache_is_on_the_stream_its_aggregate_names() {
+        let cache = ClockCache::<Elsewhere>::new(4);
+        let mut root = AggregateRoot::from_parts("a", Elsewhere(1), Version(1));
+        let stream = StreamId::new("tenant-7", "elsewhere:a");
+        assert_eq!(root.stream_id(), stream);
+        cache.put(&mut root, id(1));
+        let (got, _) = cache.get("a").expect("cached");
+        assert_eq!((got.id(), got.stream_id()), ("a", stream.clone()));
+        let mut taken = cache.take("a").expect("cached");
+        assert_eq!((taken.id(), taken.stream_id()), ("a", stream.clone()));
+        // Put back, the entry keeps the stream it was created with.
+        cache.put(&mut taken, id(2));
+        assert_eq!(cache.get("a").expect("cached").0.stream_id(), stream);
+    }
 }
