@@ -14,8 +14,8 @@ use es_core::projection::daemon::{DaemonBuilder, ModelState, ProjectionDaemon};
 use es_core::store::sqlite::Sqlite;
 use es_core::{
     AggregateRoot, CodecId, EventStore, ExpectedVersion, GlobalPosition, InMemory, Metadata,
-    NewEvent, Projection, ProjectionRegistry, ProjectionStore, RecordedEvent, RetryPolicy,
-    StreamId, Subscribe, Version,
+    NewEvent, Projection, ProjectionRegistry, ProjectionStore, RecordedEvent, Repository,
+    RetryPolicy, StreamId, Subscribe, Version,
 };
 use order_example::load::{Workload, DEFAULT_STOCK};
 use order_example::read_models::{self, CustomerHistories, Inventory, OrderSummaries};
@@ -246,6 +246,52 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_daemon_equals_a_rebuild_after_concurrent_writers() {
     equal_a_rebuild_after_concurrent_writers(InMemory::new()).await;
+}
+
+/// Read-your-writes through the daemon: writers on two worker threads each wait for every
+/// one of their saves and then read the order's summary, which shows exactly that save (no
+/// wait returns on a checkpoint the read model has not applied yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_wait_returns_once_the_read_model_shows_the_write() {
+    let store = InMemory::new();
+    let daemon = order_daemon().start(store.clone()).await.unwrap();
+    let mut writers = JoinSet::new();
+    for seed in 1..=WRITERS {
+        let (repository, client) = (
+            Repository::<Order, _>::new(store.clone()).with_codec(CodecId::Postcard),
+            daemon.client(),
+        );
+        writers.spawn(async move {
+            let mut waits = 0;
+            for script in Workload::new(seed * 7_919).take(10) {
+                for command in script.batches.iter().flatten() {
+                    let saved = repository
+                        .update(script.order_id.as_str(), |order| command.decide(order))
+                        .await
+                        .expect("generated commands keep the business rules")
+                        .outcome
+                        .expect("every generated command records an event");
+                    client.wait_for(saved.position, WAIT).await.unwrap();
+                    let shown = client
+                        .read::<OrderSummaries, _>(|summaries| {
+                            summaries
+                                .get(&script.order_id)
+                                .map(|summary| summary.version)
+                        })
+                        .unwrap();
+                    assert_eq!(shown, Some(saved.version), "{}", script.order_id);
+                    waits += 1;
+                }
+            }
+            waits
+        });
+    }
+    let mut waits = 0;
+    while let Some(writer) = writers.join_next().await {
+        waits += writer.unwrap();
+    }
+    assert!(waits > 10 * WRITERS, "{waits} waits");
+    daemon.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

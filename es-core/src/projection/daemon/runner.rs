@@ -40,7 +40,18 @@ pub(super) struct SharedModel {
     pub(super) name: &'static str,
     pub(super) kind: Kind,
     pub(super) progress: watch::Sender<Progress>,
+    /// `progress`'s checkpoint, stored with it: a waiter already served compares one number
+    /// (no subscription, no lock, no clock); one still behind subscribes to `progress`.
+    pub(super) seen: AtomicU64,
     pub(super) status: Mutex<StatusCell>,
+}
+
+impl SharedModel {
+    /// Whether the read model's last published checkpoint is at or past `position`.
+    pub(super) fn has_seen(&self, position: GlobalPosition) -> bool {
+        // Pairs with the `Release` store in `publish`, made after the events were applied.
+        self.seen.load(Ordering::Acquire) >= position.get()
+    }
 }
 
 /// Where a read model's state lives.
@@ -1096,13 +1107,13 @@ impl<L: LogSource, P: ProjectionStore> Runner<L, P> {
             parked: matches!(run.mode, Mode::Parked { .. }),
             stopped: false,
         };
-        self.shared.models[index]
-            .progress
-            .send_if_modified(|current| {
-                let changed = *current != progress;
-                *current = progress;
-                changed
-            });
+        let model = &self.shared.models[index];
+        model.progress.send_if_modified(|current| {
+            let changed = *current != progress;
+            *current = progress;
+            changed
+        });
+        model.seen.store(run.checkpoint.get(), Ordering::Release);
     }
 
     /// Saves read model `index` now if it is parked, so that its parked state is durable.
