@@ -21,6 +21,9 @@
 //!   map, every event encoded into one log, the summary row folded in the same step, one lock
 //!   per command. Not a competitor: the ceiling, which says how much of a command's cost is the
 //!   domain's own work and how much is a framework's.
+//! - `by-hand-sharded`: the same written for two cores (see `Sharded`): the orders and rows in
+//!   64 maps by a hash of the id, each behind its own lock, the log behind one more, taken only
+//!   to push. The ceiling with 16 tasks: how far two cores go when they share only the log.
 //! - `es/registry`: `Repository::update` (postcard), then
 //!   `ProjectionRegistry::catch_up_to(position)` on a registry holding `OrderSummaries`, behind
 //!   one `tokio::sync::Mutex` shared by all lanes (the only way before issue 14).
@@ -215,10 +218,15 @@ async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
 /// no errors for bad data.
 #[derive(Default)]
 struct ByHand {
-    orders: std::collections::HashMap<Arc<str>, (Order, u64)>,
+    orders: Orders,
     log: Vec<Logged>,
-    rows: std::collections::HashMap<String, cqrs_order::SummaryRow>,
+    rows: Rows,
 }
+
+/// Each order's state and version, by id.
+type Orders = std::collections::HashMap<Arc<str>, (Order, u64)>;
+/// Each order's summary row, by id.
+type Rows = std::collections::HashMap<String, cqrs_order::SummaryRow>;
 
 /// One event of the hand-written log.
 struct Logged {
@@ -228,6 +236,42 @@ struct Logged {
     recorded_at: Timestamp,
     event_type: SharedStr,
     payload: Vec<u8>,
+}
+
+impl Logged {
+    fn new(stream: &Arc<str>, version: u64, recorded_at: Timestamp, event: NewEvent) -> Logged {
+        Logged {
+            event_id: event.event_id,
+            stream: stream.clone(),
+            version,
+            recorded_at,
+            event_type: event.event_type,
+            payload: event.payload,
+        }
+    }
+}
+
+/// Runs `command` on order `id` by hand: decides on its state in `orders`, applies each event
+/// to it, folds the event into the order's row in `rows`, and hands `keep` the event encoded,
+/// with its version.
+fn run_command_by_hand(
+    orders: &mut Orders,
+    rows: &mut Rows,
+    id: &Arc<str>,
+    command: &OrderCommand,
+    mut keep: impl FnMut(u64, NewEvent),
+) {
+    let (order, version) = orders.entry(id.clone()).or_default();
+    let events = command
+        .decide(order)
+        .expect("generated commands keep the business rules");
+    for event in events {
+        order.apply_event(&event);
+        *version += 1;
+        let encoded = NewEvent::encode(&event, CodecId::Postcard).expect("encodes");
+        cqrs_order::fold(rows, id, *version, &event.into());
+        keep(*version, encoded);
+    }
 }
 
 async fn run_by_hand(plan: &Plan) -> (Duration, Arc<std::sync::Mutex<ByHand>>) {
@@ -240,25 +284,90 @@ async fn run_by_hand(plan: &Plan) -> (Duration, Arc<std::sync::Mutex<ByHand>>) {
             for (id, command, _) in lane.iter() {
                 let mut world = world.lock().expect("no command panics");
                 let ByHand { orders, log, rows } = &mut *world;
-                let (order, version) = orders.entry(id.clone()).or_default();
-                let events = command
-                    .decide(order)
-                    .expect("generated commands keep the business rules");
                 let now = Timestamp::now();
-                for event in events {
-                    order.apply_event(&event);
-                    *version += 1;
-                    let encoded = NewEvent::encode(&event, CodecId::Postcard).expect("encodes");
-                    cqrs_order::fold(rows, id, *version, &event.into());
-                    log.push(Logged {
-                        event_id: encoded.event_id,
-                        stream: id.clone(),
-                        version: *version,
-                        recorded_at: now,
-                        event_type: encoded.event_type,
-                        payload: encoded.payload,
+                run_command_by_hand(orders, rows, id, command, |version, event| {
+                    log.push(Logged::new(id, version, now, event));
+                });
+            }
+        });
+    }
+    while let Some(lane) = lanes.join_next().await {
+        lane.expect("a lane runs to the end");
+    }
+    (started.elapsed(), world)
+}
+
+/// [`ByHand`] written for two cores: the orders and their rows split into [`Sharded::SHARDS`]
+/// maps by a hash of the id, each behind its own lock, and the log behind one more. A command
+/// decides, applies, encodes and folds under its order's shard lock, then takes the log's lock
+/// only to push what it encoded. Two cores meet only on the log's lock, held for a push.
+struct Sharded {
+    shards: Box<[std::sync::Mutex<(Orders, Rows)>]>,
+    hasher: std::hash::RandomState,
+    log: std::sync::Mutex<Vec<Logged>>,
+}
+
+impl Sharded {
+    const SHARDS: usize = 64;
+
+    fn new() -> Sharded {
+        Sharded {
+            shards: (0..Self::SHARDS)
+                .map(|_| std::sync::Mutex::default())
+                .collect(),
+            hasher: std::hash::RandomState::new(),
+            log: std::sync::Mutex::default(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &std::sync::Mutex<(Orders, Rows)> {
+        use std::hash::BuildHasher;
+        // The high bits: the shard's maps hash with their own seeds, so the two stay apart.
+        let hash = (self.hasher.hash_one(id) >> 32) as usize;
+        &self.shards[hash % Self::SHARDS]
+    }
+
+    /// Every shard's maps merged, and the log (the outcome, checked against cqrs-es's), with
+    /// how many shards held orders.
+    fn into_parts(self) -> (ByHand, usize) {
+        let mut world = ByHand {
+            log: self.log.into_inner().expect("no command panicked"),
+            ..ByHand::default()
+        };
+        let mut used = 0;
+        for shard in self.shards {
+            let (orders, rows) = shard.into_inner().expect("no command panicked");
+            used += usize::from(!orders.is_empty());
+            world.orders.extend(orders);
+            world.rows.extend(rows);
+        }
+        (world, used)
+    }
+}
+
+async fn run_by_hand_sharded(plan: &Plan) -> (Duration, Arc<Sharded>) {
+    let world = Arc::new(Sharded::new());
+    let started = Instant::now();
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in &plan.lanes {
+        let (world, lane) = (world.clone(), lane.clone());
+        lanes.spawn(async move {
+            let mut encoded = Vec::new();
+            for (id, command, _) in lane.iter() {
+                {
+                    let mut shard = world.shard(id).lock().expect("no command panics");
+                    let (orders, rows) = &mut *shard;
+                    run_command_by_hand(orders, rows, id, command, |version, event| {
+                        encoded.push((version, event));
                     });
                 }
+                let now = Timestamp::now();
+                let mut log = world.log.lock().expect("no command panics");
+                log.extend(
+                    encoded
+                        .drain(..)
+                        .map(|(version, event)| Logged::new(id, version, now, event)),
+                );
             }
         });
     }
@@ -490,13 +599,9 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
     elapsed
 }
 
-/// Runs the workload once on both frameworks in memory and checks that they end with the same
-/// order summaries.
-fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
-    let (framework, cqrs_rows) = cqrs_framework();
-    runtime.block_on(run_cqrs(framework, plan));
-    let (_, by_hand) = runtime.block_on(run_by_hand(plan));
-    let by_hand = by_hand.lock().expect("no command panicked");
+/// Asserts that a by-hand run ends with cqrs-es's summary for every order, and that its log
+/// holds every command's event, each well formed and of an order that exists.
+fn check_by_hand(by_hand: &ByHand, plan: &Plan, cqrs_rows: &SummaryQuery) {
     assert_eq!(by_hand.rows.len(), plan.orders);
     assert_eq!(by_hand.log.len() as u64, plan.commands);
     for (order, row) in &by_hand.rows {
@@ -511,7 +616,29 @@ fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
             && logged.recorded_at > Timestamp::EPOCH
             && logged.event_id.get_version_num() == 7
     }));
-    drop(by_hand);
+}
+
+/// Runs the workload once on both frameworks in memory and checks that they end with the same
+/// order summaries.
+fn check_same_outcome(runtime: &Runtime, plan: &Plan) {
+    let (framework, cqrs_rows) = cqrs_framework();
+    runtime.block_on(run_cqrs(framework, plan));
+    let (_, by_hand) = runtime.block_on(run_by_hand(plan));
+    let by_hand = Arc::into_inner(by_hand)
+        .expect("every lane has ended")
+        .into_inner()
+        .expect("no command panicked");
+    check_by_hand(&by_hand, plan, &cqrs_rows);
+    let (_, sharded) = runtime.block_on(run_by_hand_sharded(plan));
+    let (sharded, used) = Arc::into_inner(sharded)
+        .expect("every lane has ended")
+        .into_parts();
+    // Thousands of orders leave no shard empty (unless the hash picks only a few shards).
+    assert!(
+        used == Sharded::SHARDS || plan.orders < 1_000,
+        "{used} shards in use"
+    );
+    check_by_hand(&sharded, plan, &cqrs_rows);
     let store = InMemory::new();
     for variant in [
         Variant::new(Ryw::Shared, true, false),
@@ -590,6 +717,13 @@ fn bench_memory(criterion: &mut Criterion, runtime: &Runtime) {
             b.iter_custom(|iterations| {
                 (0..iterations)
                     .map(|_| runtime.block_on(run_by_hand(&plan)).0)
+                    .sum()
+            });
+        });
+        group.bench_function("by-hand-sharded", |b| {
+            b.iter_custom(|iterations| {
+                (0..iterations)
+                    .map(|_| runtime.block_on(run_by_hand_sharded(&plan)).0)
                     .sum()
             });
         });
