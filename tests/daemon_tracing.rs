@@ -1,6 +1,7 @@
 //! The projection daemon's `tracing` spans, read back with a small subscriber installed for
 //! this test binary: one `daemon.batch` span per delivered batch (first, last, events) and one
-//! `daemon.apply` span per read model inside it (projection, first, last, seen, applied).
+//! `daemon.apply` span per read model inside it (projection, first, last, seen, applied); and
+//! the in-memory store's `append` span with what the append wrote (version, position).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,9 +22,10 @@ use tracing::{Event, Subscriber};
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A span: its name and its fields as text.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct SpanRecord {
     name: String,
+    metadata: &'static tracing::Metadata<'static>,
     fields: HashMap<String, String>,
 }
 
@@ -81,6 +83,7 @@ impl Subscriber for Spans {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         let mut record = SpanRecord {
             name: span.metadata().name().to_owned(),
+            metadata: span.metadata(),
             fields: HashMap::new(),
         };
         span.record(&mut Fields(&mut record.fields));
@@ -102,9 +105,35 @@ impl Subscriber for Spans {
 
     fn event(&self, _: &Event<'_>) {}
 
-    fn enter(&self, _: &Id) {}
+    fn enter(&self, span: &Id) {
+        ENTERED.with_borrow_mut(|entered| entered.push(span.clone()));
+    }
 
-    fn exit(&self, _: &Id) {}
+    fn exit(&self, span: &Id) {
+        ENTERED.with_borrow_mut(|entered| {
+            if let Some(at) = entered.iter().rposition(|entered| entered == span) {
+                entered.remove(at);
+            }
+        });
+    }
+
+    /// What `Span::current` answers: the span this thread entered last (the store records
+    /// what an append wrote on it).
+    fn current_span(&self) -> tracing_core::span::Current {
+        let Some(id) = ENTERED.with_borrow(|entered| entered.last().cloned()) else {
+            return tracing_core::span::Current::none();
+        };
+        let spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        match spans.get(&id.into_u64()) {
+            Some(span) => tracing_core::span::Current::new(id, span.metadata),
+            None => tracing_core::span::Current::none(),
+        }
+    }
+}
+
+thread_local! {
+    /// The spans entered on this thread, innermost last.
+    static ENTERED: std::cell::RefCell<Vec<Id>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Applies the events of `counter` streams only.
@@ -203,4 +232,20 @@ async fn each_batch_and_each_read_models_apply_of_it_has_a_span_with_positions_a
     assert_eq!(seen_total, 10);
     assert_eq!(handled_total, 6);
     assert_eq!(last, GlobalPosition(10));
+
+    // The store's own `append` spans carry what each append wrote (recorded once the append
+    // is done, only when a subscriber takes `debug` spans, as this one does).
+    let appends = spans.named("append");
+    let written: Vec<(&str, u64, u64, u64)> = appends
+        .iter()
+        .map(|append| {
+            (
+                append.fields["stream"].as_str(),
+                append.number("events"),
+                append.number("version"),
+                append.number("position"),
+            )
+        })
+        .collect();
+    assert_eq!(written, [("counter/a", 6, 6, 6), ("other/b", 4, 4, 10)]);
 }

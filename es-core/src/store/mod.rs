@@ -657,7 +657,14 @@ pub(crate) fn visit_each<'e, B>(
 
 /// Records an append's outcome on the current span (the store's `append` span declares the
 /// `version` and `position` fields).
+///
+/// The store spans are `debug` spans: when no subscriber takes `debug`, there is no span to
+/// record on, and looking up the current one (a thread-local and a dispatcher call on every
+/// append and read) is skipped. The same holds for [`record_appends`] and [`record_read`].
 pub(crate) fn record_append(result: &Result<AppendOutcome, StoreError>) {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     if let Ok(outcome) = result {
         let span = tracing::Span::current();
         span.record("version", outcome.version.get());
@@ -668,6 +675,9 @@ pub(crate) fn record_append(result: &Result<AppendOutcome, StoreError>) {
 /// Records the position of a multi-stream append's last event on the current span (the
 /// store's `append_streams` span declares the `position` field).
 pub(crate) fn record_appends(result: &Result<Vec<AppendOutcome>, StoreError>) {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     if let Some(position) = result
         .as_ref()
         .ok()
@@ -680,6 +690,9 @@ pub(crate) fn record_appends(result: &Result<Vec<AppendOutcome>, StoreError>) {
 /// Records how many events a read returned, and the position of the last, on the current span
 /// (the store's read spans declare the `events` and `last` fields).
 pub(crate) fn record_read(result: &Result<Vec<RecordedEvent>, StoreError>) {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     if let Ok(events) = result {
         let span = tracing::Span::current();
         span.record("events", events.len());
