@@ -127,6 +127,28 @@ impl<A: Aggregate> AggregateRoot<A> {
         }
     }
 
+    /// A root the repository loaded from `stream`, which is `A::stream_id(id)`, at `version`.
+    ///
+    /// The root's id shares the stream's copy of the text when the stream names the aggregate
+    /// by its id (as the default [`Aggregate::stream_id`] does): a load then copies the id once,
+    /// not three times.
+    pub(crate) fn loaded(id: &str, stream: StreamId, state: A, version: Version) -> Self {
+        let id = if stream.aggregate_id() == id {
+            stream.shared_aggregate_id().clone()
+        } else {
+            SharedStr::from(id)
+        };
+        AggregateRoot {
+            stream,
+            id,
+            state: Arc::new(state),
+            unshare: None,
+            version,
+            pending: Vec::new(),
+            unusable_snapshot: false,
+        }
+    }
+
     /// A root on a state that others may hold too (the repository's cache): the first change
     /// copies it, unless this root is the only holder by then.
     pub(crate) fn from_shared(

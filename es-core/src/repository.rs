@@ -370,7 +370,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                     };
                     let from = cached.version();
                     let (state, version) = replay::<A>(&stream, cached.into_state(), from, tail)?;
-                    let mut root = AggregateRoot::from_parts(id, state, version);
+                    let mut root = AggregateRoot::loaded(id, stream, state, version);
                     cache.put(&mut root, last.event_id);
                     return Ok(root);
                 }
@@ -449,7 +449,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             .count();
         events.truncate(contiguous);
         let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, &events)?;
-        Ok(AggregateRoot::from_parts(id, state, version))
+        Ok(AggregateRoot::loaded(id, stream, state, version))
     }
 
     /// Loads `id` up to `up_to` from the store: the root, and the id of the last event read
@@ -469,7 +469,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         // A state whose shape cannot be traced is never snapshotted (logged once per type).
         let Ok(fingerprint) = A::snapshot_fingerprint() else {
             let events = self.read_range(&stream, Version(1), to).await?;
-            return Self::replay_all(id, &stream, &events, false);
+            return Self::replay_all(id, stream, &events, false);
         };
         let read = self
             .snapshots
@@ -497,7 +497,8 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
                 if let Some(tail) = tail {
                     let (state, version) = replay::<A>(&stream, state, version, tail)?;
                     let last_event = events.last().map(|event| event.event_id);
-                    return Ok((AggregateRoot::from_parts(id, state, version), last_event));
+                    let root = AggregateRoot::loaded(id, stream, state, version);
+                    return Ok((root, last_event));
                 }
                 self.fall_back(&stream, &UnusableSnapshot::AheadOfLog { version });
                 true
@@ -506,7 +507,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             Found::None => false,
         };
         if first == Version(1) {
-            return Self::replay_all(id, &stream, &events, unusable);
+            return Self::replay_all(id, stream, &events, unusable);
         }
         // The events from the snapshot's version on are in hand: read only the ones before
         // it. Recorded events never change, so the two reads join into one history (a gap
@@ -515,18 +516,18 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             .read_range(&stream, Version(1), Version(first.0 - 1))
             .await?;
         all.extend(events);
-        Self::replay_all(id, &stream, &all, unusable)
+        Self::replay_all(id, stream, &all, unusable)
     }
 
-    /// The aggregate `id` from all of its `events`, from the first.
+    /// The aggregate `id`, on `stream`, from all of its `events`, from the first.
     fn replay_all(
         id: &str,
-        stream: &StreamId,
+        stream: StreamId,
         events: &[RecordedEvent],
         unusable_snapshot: bool,
     ) -> Result<(AggregateRoot<A>, Option<uuid::Uuid>), RepositoryError> {
-        let (state, version) = replay::<A>(stream, A::default(), Version::INITIAL, events)?;
-        let mut root = AggregateRoot::from_parts(id, state, version);
+        let (state, version) = replay::<A>(&stream, A::default(), Version::INITIAL, events)?;
+        let mut root = AggregateRoot::loaded(id, stream, state, version);
         if unusable_snapshot {
             root.mark_snapshot_unusable();
         }

@@ -112,6 +112,11 @@ impl StreamId {
     pub fn aggregate_id(&self) -> &str {
         &self.aggregate_id
     }
+
+    /// The aggregate id, shared: a copy costs a reference count, not the text.
+    pub(crate) fn shared_aggregate_id(&self) -> &SharedStr {
+        &self.aggregate_id
+    }
 }
 
 impl fmt::Display for StreamId {

@@ -572,6 +572,23 @@ mod tests {
     }
 
     #[test]
+    fn a_loaded_root_shares_its_id_with_its_stream_when_the_stream_names_it() {
+        let root = AggregateRoot::loaded("a", Counter::stream_id("a"), Counter(1), Version(1));
+        let stream = root.stream_id();
+        assert_eq!((root.id(), stream.aggregate_id()), ("a", "a"));
+        assert!(
+            std::ptr::eq(root.id(), stream.aggregate_id()),
+            "one copy of the text"
+        );
+        // A stream named otherwise keeps its own text, and the root the id.
+        let root = AggregateRoot::loaded("a", Elsewhere::stream_id("a"), Elsewhere(1), Version(1));
+        assert_eq!(
+            (root.id(), root.stream_id()),
+            ("a", StreamId::new("tenant-7", "elsewhere:a"))
+        );
+    }
+
+    #[test]
     fn a_root_from_the_cache_is_on_the_stream_its_aggregate_names() {
         let cache = ClockCache::<Elsewhere>::new(4);
         let mut root = AggregateRoot::from_parts("a", Elsewhere(1), Version(1));
