@@ -652,18 +652,16 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
         if !root.has_pending_events() {
             return Ok(None);
         }
-        let events = root
-            .pending_events()
-            .iter()
-            .zip(0..)
-            .map(|(event, index)| {
-                let mut new = NewEvent::encode(event, self.codec)?.with_metadata(metadata.clone());
-                if let Some(id) = event_id(index) {
-                    new.event_id = id;
-                }
-                Ok(new)
-            })
-            .collect::<Result<Vec<_>, CodecError>>()?;
+        let pending = root.pending_events();
+        let mut events = Vec::with_capacity(pending.len());
+        for (event, index) in pending.iter().zip(0..) {
+            let mut new = NewEvent::encode(event, self.codec)?;
+            new.metadata.clone_from(metadata);
+            if let Some(id) = event_id(index) {
+                new.event_id = id;
+            }
+            events.push(new);
+        }
         let stream = root.stream_id();
         let loaded = root.version();
         let expected = if loaded == Version::INITIAL {
