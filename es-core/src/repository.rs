@@ -662,7 +662,8 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             }
             events.push(new);
         }
-        let stream = root.stream_id();
+        // Borrowed, not copied (a copy costs two reference counts up and two down).
+        let (_, stream) = root.shared_ids();
         let loaded = root.version();
         let expected = if loaded == Version::INITIAL {
             ExpectedVersion::NoStream
@@ -670,7 +671,7 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
             ExpectedVersion::Exact(loaded)
         };
         let last_event = events.last().map(|event| event.event_id);
-        let outcome = match self.store.append(&stream, expected, events).await {
+        let outcome = match self.store.append(stream, expected, events).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.forget_cached(root.id(), error.is_conflict());
@@ -692,8 +693,8 @@ impl<A: Aggregate, S: EventStore, P: SnapshotLocation<S>> Repository<A, S, P> {
     ) {
         let pending = root.pending_events().len() as u64;
         root.mark_saved(outcome.version);
-        let stream = root.stream_id();
         if crosses_snapshot_boundary(A::SNAPSHOT_EVERY, loaded, outcome.version) {
+            let stream = root.stream_id();
             self.take_snapshot(&stream, root).await;
         }
         let Some(cache) = &self.cache else {
