@@ -680,8 +680,9 @@ async fn every_load_names_the_aggregate_by_its_id_and_its_stream_as_the_aggregat
     assert_eq!(named(&root), expected, "a new aggregate");
     root.execute(|account| account.0.open("ada")).unwrap();
     repository.save(&mut root).await.unwrap();
-    // Loaded from the cache, then from its events, then after a save by the other repository
-    // (the cached state is confirmed against the log and the new events applied to it).
+    // The caching repository loads it from its events and keeps it; after more saves by the
+    // other repository, its cached state is confirmed against the log and the new events are
+    // applied to it (below).
     assert_eq!(named(&cached.load("a").await.unwrap()), expected, "cached");
     for amount in 1..=support::SNAPSHOT_EVERY + 1 {
         let mut root = repository.load("a").await.unwrap();
