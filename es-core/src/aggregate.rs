@@ -102,29 +102,15 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// A new aggregate with no history.
     pub fn new(id: impl Into<SharedStr>) -> Self {
         let id = id.into();
-        AggregateRoot {
-            stream: A::stream_id(&id),
-            id,
-            state: Arc::default(),
-            unshare: None,
-            version: Version::INITIAL,
-            pending: Vec::new(),
-            unusable_snapshot: false,
-        }
+        let stream = A::stream_id(&id);
+        Self::assemble(id, stream, Arc::default(), Version::INITIAL, None)
     }
 
     /// An aggregate rebuilt elsewhere (from a snapshot and events) at `version`.
     pub fn from_parts(id: impl Into<SharedStr>, state: A, version: Version) -> Self {
         let id = id.into();
-        AggregateRoot {
-            stream: A::stream_id(&id),
-            id,
-            state: Arc::new(state),
-            unshare: None,
-            version,
-            pending: Vec::new(),
-            unusable_snapshot: false,
-        }
+        let stream = A::stream_id(&id);
+        Self::assemble(id, stream, Arc::new(state), version, None)
     }
 
     /// A root the repository loaded from `stream`, which is `A::stream_id(id)`, at `version`.
@@ -138,15 +124,7 @@ impl<A: Aggregate> AggregateRoot<A> {
         } else {
             SharedStr::from(id)
         };
-        AggregateRoot {
-            stream,
-            id,
-            state: Arc::new(state),
-            unshare: None,
-            version,
-            pending: Vec::new(),
-            unusable_snapshot: false,
-        }
+        Self::assemble(id, stream, Arc::new(state), version, None)
     }
 
     /// A root on a state that others may hold too (the repository's cache): the first change
@@ -158,11 +136,22 @@ impl<A: Aggregate> AggregateRoot<A> {
         version: Version,
         unshare: fn(&A) -> A,
     ) -> Self {
+        Self::assemble(id, stream, state, version, Some(unshare))
+    }
+
+    /// A root with nothing pending, from its parts; `stream` is `A::stream_id(&id)`.
+    fn assemble(
+        id: SharedStr,
+        stream: StreamId,
+        state: Arc<A>,
+        version: Version,
+        unshare: Option<fn(&A) -> A>,
+    ) -> Self {
         AggregateRoot {
-            stream,
             id,
+            stream,
             state,
-            unshare: Some(unshare),
+            unshare,
             version,
             pending: Vec::new(),
             unusable_snapshot: false,
