@@ -161,6 +161,24 @@ fn orders_from(variable: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Runs `lane` on every lane of `plan` at once, one task each, and says how long they took
+/// together.
+async fn time_lanes<F, Fut>(plan: &Plan, mut lane: F) -> Duration
+where
+    F: FnMut(Arc<Vec<Step>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let mut lanes = tokio::task::JoinSet::new();
+    for steps in &plan.lanes {
+        lanes.spawn(lane(steps.clone()));
+    }
+    while let Some(done) = lanes.join_next().await {
+        done.expect("a lane runs to the end");
+    }
+    started.elapsed()
+}
+
 // ---------------------------------------------------------------------------------------------
 // cqrs-es
 
@@ -184,23 +202,18 @@ impl cqrs_es::Query<CqrsOrder> for SharedQuery {
 }
 
 async fn run_cqrs(framework: Arc<Cqrs>, plan: &Plan) -> Duration {
-    let started = Instant::now();
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in &plan.lanes {
-        let (framework, lane) = (framework.clone(), lane.clone());
-        lanes.spawn(async move {
+    time_lanes(plan, |lane| {
+        let framework = framework.clone();
+        async move {
             for (id, command, _) in lane.iter() {
                 framework
                     .execute(id, command.clone())
                     .await
                     .expect("generated commands keep the business rules");
             }
-        });
-    }
-    while let Some(lane) = lanes.join_next().await {
-        lane.expect("a lane runs to the end");
-    }
-    started.elapsed()
+        }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,11 +289,9 @@ fn run_command_by_hand(
 
 async fn run_by_hand(plan: &Plan) -> (Duration, Arc<std::sync::Mutex<ByHand>>) {
     let world = Arc::new(std::sync::Mutex::new(ByHand::default()));
-    let started = Instant::now();
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in &plan.lanes {
-        let (world, lane) = (world.clone(), lane.clone());
-        lanes.spawn(async move {
+    let elapsed = time_lanes(plan, |lane| {
+        let world = world.clone();
+        async move {
             for (id, command, _) in lane.iter() {
                 let mut world = world.lock().expect("no command panics");
                 let ByHand { orders, log, rows } = &mut *world;
@@ -289,12 +300,10 @@ async fn run_by_hand(plan: &Plan) -> (Duration, Arc<std::sync::Mutex<ByHand>>) {
                     log.push(Logged::new(id, version, now, event));
                 });
             }
-        });
-    }
-    while let Some(lane) = lanes.join_next().await {
-        lane.expect("a lane runs to the end");
-    }
-    (started.elapsed(), world)
+        }
+    })
+    .await;
+    (elapsed, world)
 }
 
 /// [`ByHand`] written for two cores: the orders and their rows split into [`Sharded::SHARDS`]
@@ -347,11 +356,9 @@ impl Sharded {
 
 async fn run_by_hand_sharded(plan: &Plan) -> (Duration, Arc<Sharded>) {
     let world = Arc::new(Sharded::new());
-    let started = Instant::now();
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in &plan.lanes {
-        let (world, lane) = (world.clone(), lane.clone());
-        lanes.spawn(async move {
+    let elapsed = time_lanes(plan, |lane| {
+        let world = world.clone();
+        async move {
             let mut encoded = Vec::new();
             for (id, command, _) in lane.iter() {
                 {
@@ -369,12 +376,10 @@ async fn run_by_hand_sharded(plan: &Plan) -> (Duration, Arc<Sharded>) {
                         .map(|(version, event)| Logged::new(id, version, now, event)),
                 );
             }
-        });
-    }
-    while let Some(lane) = lanes.join_next().await {
-        lane.expect("a lane runs to the end");
-    }
-    (started.elapsed(), world)
+        }
+    })
+    .await;
+    (elapsed, world)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -552,11 +557,9 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
             Reader::Daemon(client)
         }
     });
-    let started = Instant::now();
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in &plan.lanes {
-        let (repository, reader, lane) = (repository.clone(), reader.clone(), lane.clone());
-        lanes.spawn(async move {
+    let elapsed = time_lanes(plan, |lane| {
+        let (repository, reader) = (repository.clone(), reader.clone());
+        async move {
             // Deferred: the position of the lane's last write to each order, waited for before
             // the order's next command (and all of them before the lane ends).
             let orders = lane.iter().map(|&(_, _, slot)| slot + 1).max().unwrap_or(0);
@@ -587,12 +590,9 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
             if let Some(last) = written.iter().flatten().map(|write| write.position).max() {
                 reader.wait(last).await;
             }
-        });
-    }
-    while let Some(lane) = lanes.join_next().await {
-        lane.expect("a lane runs to the end");
-    }
-    let elapsed = started.elapsed();
+        }
+    })
+    .await;
     if let Some(daemon) = daemon {
         daemon.shutdown().await.expect("the daemon stops");
     }
