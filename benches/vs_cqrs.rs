@@ -32,6 +32,9 @@
 //! - `es/shared`: `Repository::update`, then `SharedRegistry::wait_for(position)`: the same
 //!   registry shared without a lock per wait; one catch-up serves every waiter it passes, and a
 //!   waiter already served makes no store call.
+//! - `es/no-read-model`: `Repository::update` alone, with no read model and so no
+//!   read-your-writes: not a way to run the workload (nothing shows the writes), but the
+//!   yardstick of this framework's write path, as `by-hand` is of the whole command.
 //! - `+cache`: the repository keeps up to 4,096 aggregates (`Repository::with_cache`).
 //! - `+deferred`: the lane waits for a write just before the next command of the same order
 //!   (the consistency token a client carries from one request to its next; all remaining ones
@@ -408,7 +411,7 @@ impl Variant {
         }
     }
 
-    const ALL: [Variant; 8] = [
+    const ALL: [Variant; 9] = [
         Variant::new(Ryw::Registry, false, false),
         Variant::new(Ryw::Daemon, false, false),
         Variant::new(Ryw::Shared, false, false),
@@ -417,6 +420,7 @@ impl Variant {
         Variant::new(Ryw::Shared, true, false),
         Variant::new(Ryw::Daemon, true, true),
         Variant::new(Ryw::Shared, true, true),
+        Variant::new(Ryw::Nothing, true, false),
     ];
 
     /// The variants run on SQLite and PostgreSQL (each command costs milliseconds there): the
@@ -444,6 +448,8 @@ enum Ryw {
     Daemon,
     /// `SharedRegistry::wait_for`.
     Shared,
+    /// No read model at all, so no read-your-writes: the write path alone (a yardstick).
+    Nothing,
 }
 
 impl Ryw {
@@ -452,6 +458,7 @@ impl Ryw {
             Ryw::Registry => "registry",
             Ryw::Daemon => "daemon",
             Ryw::Shared => "shared",
+            Ryw::Nothing => "no-read-model",
         }
     }
 }
@@ -464,6 +471,7 @@ enum Reader<S> {
     },
     Daemon(DaemonClient),
     Shared(SharedRegistry<S>),
+    Nothing,
 }
 
 impl<S: EventStore> Reader<S> {
@@ -487,6 +495,7 @@ impl<S: EventStore> Reader<S> {
                 .wait_for(position, PATIENCE)
                 .await
                 .expect("the daemon reaches the position"),
+            Reader::Nothing => {}
         }
     }
 
@@ -502,7 +511,7 @@ impl<S: EventStore> Reader<S> {
         let shown = match self {
             Reader::Registry { registry, .. } => shown(&*registry.lock().await),
             Reader::Shared(shared) => shared.read(shown).await,
-            Reader::Daemon(_) => return,
+            Reader::Daemon(_) | Reader::Nothing => return,
         };
         assert!(
             shown >= Some(version),
@@ -556,6 +565,7 @@ async fn run_es<S: BenchStore>(store: S, variant: Variant, plan: &Plan, checked:
             daemon = Some(started);
             Reader::Daemon(client)
         }
+        Ryw::Nothing => Reader::Nothing,
     });
     let elapsed = time_lanes(plan, |lane| {
         let (repository, reader) = (repository.clone(), reader.clone());
