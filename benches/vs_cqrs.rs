@@ -58,6 +58,10 @@
 //! ```text
 //! VS_CQRS_ORDERS=2000 cargo bench --bench vs_cqrs -- memory > /dev/null
 //! ```
+//!
+//! cqrs-es's own speed moves between runs, so ratios to it are quoted from within one run, over
+//! several interleaved runs: `benches/rounds.py` runs compiled binaries of this bench in turn
+//! and prints the medians and ranges (see BENCHMARKS.md, "Running them").
 
 mod cqrs_order;
 
