@@ -22,7 +22,6 @@ $CARGO_TARGET_DIR/criterion, else target/criterion; --criterion-dir overrides it
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,21 +29,15 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+# The same criterion directory as chart.py's (this script's folder is on the import path).
+from chart import default_criterion_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILTER = (
     r"cqrs-es|by-hand|by-hand-sharded|es/shared\+cache\+deferred|es/shared\+cache"
     r"|es/daemon\+cache\+deferred|es/no-read-model\+cache"
 )
 BASELINE = "cqrs-es"
-
-
-def criterion_dir(given):
-    if given:
-        return Path(given)
-    if os.environ.get("CRITERION_HOME"):
-        return Path(os.environ["CRITERION_HOME"])
-    target = os.environ.get("CARGO_TARGET_DIR")
-    return Path(target) / "criterion" if target else ROOT / "target" / "criterion"
 
 
 def results_since(directory, started):
@@ -92,7 +85,7 @@ def main():
     parser.add_argument("--filter", default=DEFAULT_FILTER, help="benchmarks, as a regex")
     parser.add_argument("--criterion-dir")
     args = parser.parse_args()
-    directory = criterion_dir(args.criterion_dir)
+    directory = Path(args.criterion_dir) if args.criterion_dir else default_criterion_dir()
     pattern = f"memory/.*/({args.filter})$"
 
     # (binary, mode, benchmark) -> [(commands/s, ratio to cqrs-es in the same run)]
